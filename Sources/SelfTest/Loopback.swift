@@ -1,0 +1,32 @@
+import Dispatch
+import Verbs
+
+/// Runs the exchange with both ends in this process: a listener on `address` served from
+/// a second thread, and a client that connects to it over the same device.
+public enum Loopback {
+    public static func run(address: String, options: ExchangeOptions = .init()) throws(VerbsError) -> (server: ExchangeReport, client: ExchangeReport) {
+        let listener = try Listener(address: address, port: 0)
+        let port = listener.port
+        let box = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            box.set(Result { () throws(VerbsError) in try Exchange.serve(listener: listener, options: options) })
+            done.signal()
+        }
+        let client = Result { () throws(VerbsError) in try Exchange.connect(host: address, port: port, options: options) }
+        // The server's own waits are bounded by stepTimeout; this bounds the whole thread.
+        let limit = DispatchTime.now() + .seconds(Int(options.stepTimeout.components.seconds) * 4 + 10)
+        if done.wait(timeout: limit) == .timedOut {
+            throw VerbsError.timedOut(operation: "loopback server thread", after: options.stepTimeout * 4)
+        }
+        let server = try box.get()!.get()
+        return (server, try client.get())
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private let lock = DispatchSemaphore(value: 1)
+    private var value: Result<ExchangeReport, VerbsError>?
+    func set(_ v: Result<ExchangeReport, VerbsError>) { lock.wait(); value = v; lock.signal() }
+    func get() -> Result<ExchangeReport, VerbsError>? { lock.wait(); defer { lock.signal() }; return value }
+}

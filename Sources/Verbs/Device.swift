@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVerbs
+
+/// The RDMA devices the kernel exposes.
+public enum Devices {
+    /// Names of the RDMA devices (`ibv_get_device_list`, `ibv_get_device_name`).
+    /// An empty list means no RDMA device (no driver, or no /dev/infiniband).
+    public static func names() -> [String] {
+        var count: Int32 = 0
+        guard let list = ibv_get_device_list(&count) else { return [] }
+        defer { ibv_free_device_list(list) }
+        return (0..<Int(count)).compactMap { i in
+            list[i].flatMap { ibv_get_device_name($0) }.map { String(cString: $0) }
+        }
+    }
+}
+
+/// The array `rdma_get_devices` returns; its contexts are the ones rdmacm binds
+/// cm_ids to, so every Context shares it and it is freed after the last one.
+final class CMDeviceList: @unchecked Sendable {
+    let list: UnsafeMutablePointer<UnsafeMutablePointer<ibv_context>?>
+    let count: Int
+
+    init() throws(VerbsError) {
+        var n: Int32 = 0
+        let list = rdma_get_devices(&n)
+        guard let list, n > 0 else {
+            if let list { rdma_free_devices(list) }
+            throw VerbsError.notFound(
+                "no RDMA device (no /dev/infiniband/rdma_cm or no device driver loaded; for SoftRoCE run `rdma link add rxe0 type rxe netdev IFACE`)")
+        }
+        self.list = list
+        count = Int(n)
+    }
+
+    var contexts: [UnsafeMutablePointer<ibv_context>] { (0..<count).compactMap { list[$0] } }
+
+    deinit { rdma_free_devices(list) }
+
+    /// One list for the process: rdmacm keeps its devices open for the process' life anyway,
+    /// and sharing the list means contexts compare equal by pointer.
+    nonisolated(unsafe) static var shared: CMDeviceList?
+    static let lock = Mutex()
+
+    static func get() throws(VerbsError) -> CMDeviceList {
+        lock.lock(); defer { lock.unlock() }
+        if let shared { return shared }
+        let made = try CMDeviceList()
+        shared = made
+        return made
+    }
+}
+
+/// A minimal pthread mutex, for the few process-wide tables the layer keeps.
+final class Mutex: @unchecked Sendable {
+    private var raw = pthread_mutex_t()
+    init() { pthread_mutex_init(&raw, nil) }
+    deinit { pthread_mutex_destroy(&raw) }
+    func lock() { pthread_mutex_lock(&raw) }
+    func unlock() { pthread_mutex_unlock(&raw) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T { lock(); defer { unlock() }; return try body() }
+}

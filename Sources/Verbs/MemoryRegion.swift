@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVerbs
+
+/// A registered memory region (`struct ibv_mr`). Deregistered (`ibv_dereg_mr`) when the
+/// last reference goes; until then it keeps its protection domain and the owner of
+/// its memory alive.
+public final class MemoryRegion: @unchecked Sendable {
+    let raw: UnsafeMutablePointer<ibv_mr>
+    public let pd: ProtectionDomain
+    public let access: AccessFlags
+    /// What owns the registered memory (a HostBuffer, a Vulkan allocation, ...).
+    public let owner: AnyObject?
+    /// The memory as this process sees it; nil for dma-buf regions.
+    public let hostAddress: UnsafeMutableRawPointer?
+
+    init(raw: UnsafeMutablePointer<ibv_mr>, pd: ProtectionDomain, access: AccessFlags,
+         hostAddress: UnsafeMutableRawPointer?, owner: AnyObject?) {
+        self.raw = raw
+        self.pd = pd
+        self.access = access
+        self.hostAddress = hostAddress
+        self.owner = owner
+    }
+
+    deinit { ibv_dereg_mr(raw) }
+
+    public var lkey: UInt32 { raw.pointee.lkey }
+    public var rkey: UInt32 { raw.pointee.rkey }
+    /// The address work requests use for this region (its iova; the host address for `ibv_reg_mr`).
+    public var address: UInt64 { UInt64(UInt(bitPattern: raw.pointee.addr)) }
+    public var length: Int { raw.pointee.length }
+
+    /// What a peer needs to RDMA into or out of this region. Only regions registered
+    /// with remote rights have one worth sending.
+    public var remoteBuffer: RemoteBuffer { RemoteBuffer(address: address, length: UInt64(length), rkey: rkey) }
+
+    /// The registered bytes, when the region is host memory.
+    public var bytes: UnsafeMutableRawBufferPointer? {
+        hostAddress.map { UnsafeMutableRawBufferPointer(start: $0, count: length) }
+    }
+
+    /// A slice of this region for a work request, bounds-checked here so a bad offset
+    /// is an error before anything is posted.
+    public func segment(offset: Int = 0, length: Int? = nil) throws(VerbsError) -> LocalSegment {
+        let length = length ?? (self.length - offset)
+        guard offset >= 0, length >= 0, offset <= self.length, length <= self.length - offset else {
+            throw VerbsError.invalidArgument(
+                "segment offset \(offset) length \(length) is outside the \(self.length)-byte memory region")
+        }
+        guard length <= Int(UInt32.max) else {
+            throw VerbsError.invalidArgument("a work request moves at most 4 GiB - 1, got \(length) bytes")
+        }
+        return LocalSegment(region: self, offset: offset, length: length)
+    }
+}
+
+/// Page-aligned host memory owned by Swift; freed when the last reference
+/// (e.g. a MemoryRegion's) goes.
+public final class HostBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    /// Allocates `count` zeroed bytes aligned to the page size.
+    public init(count: Int, alignment: Int = Int(sysconf(Int32(_SC_PAGESIZE)))) throws(VerbsError) {
+        guard count > 0 else { throw VerbsError.invalidArgument("buffer size must be > 0, got \(count)") }
+        var p: UnsafeMutableRawPointer?
+        let rc = posix_memalign(&p, alignment, count)
+        guard rc == 0, let p else { throw VerbsError.fromErrno("posix_memalign", rc) }
+        memset(p, 0, count)
+        pointer = p
+        self.count = count
+    }
+
+    deinit { free(pointer) }
+
+    public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: count) }
+}

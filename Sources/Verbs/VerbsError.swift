@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVerbs
+
+/// Every failure of the verbs layer, typed so callers can react (fall back on
+/// `.unsupported`, retry on `.timedOut`, inspect `.connection`).
+public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A verb failed with this errno.
+    case system(verb: String, errno: Int32)
+    /// The device, its driver or the kernel does not support what was asked
+    /// (EOPNOTSUPP, ENOTSUP, EPROTONOSUPPORT). Callers fall back on this.
+    case unsupported(verb: String, errno: Int32)
+    /// The caller's input was rejected before anything reached the device.
+    case invalidArgument(String)
+    /// No device, port, GID or address matched.
+    case notFound(String)
+    /// A bounded wait ran out.
+    case timedOut(operation: String, after: Duration)
+    /// A work request completed with an error status.
+    case workCompletion(WorkCompletionFailure)
+    /// Connection management did not reach the state asked for.
+    case connection(ConnectionFailure)
+
+    public var description: String {
+        switch self {
+        case let .system(verb, code):
+            return "\(verb) failed: \(errnoText(code)) (errno \(code))"
+        case let .unsupported(verb, code):
+            return "\(verb) is not supported here: \(errnoText(code)) (errno \(code))"
+        case let .invalidArgument(text):
+            return "invalid argument: \(text)"
+        case let .notFound(text):
+            return "not found: \(text)"
+        case let .timedOut(operation, after):
+            return "\(operation) timed out after \(after)"
+        case let .workCompletion(failure):
+            return failure.description
+        case let .connection(failure):
+            return failure.description
+        }
+    }
+
+    /// The errno behind a `.system` or `.unsupported` error.
+    public var errno: Int32? {
+        switch self {
+        case let .system(_, code), let .unsupported(_, code): return code
+        default: return nil
+        }
+    }
+
+    /// Maps an errno of a named verb, keeping "not supported" apart so callers can fall back.
+    static func fromErrno(_ verb: String, _ code: Int32) -> VerbsError {
+        switch code {
+        case EOPNOTSUPP, ENOTSUP, EPROTONOSUPPORT: return .unsupported(verb: verb, errno: code)
+        default: return .system(verb: verb, errno: code)
+        }
+    }
+}
+
+/// A work completion whose status was not success.
+public struct WorkCompletionFailure: Equatable, Sendable, CustomStringConvertible {
+    public var status: WorkCompletionStatus
+    public var opcode: WorkCompletionOpcode?
+    public var workRequestID: UInt64
+    public var vendorError: UInt32
+
+    public var description: String {
+        let op = opcode.map { "\($0)" } ?? "operation"
+        return "\(op) (wr_id \(workRequestID)) completed with \(status) (vendor error 0x\(String(vendorError, radix: 16)))"
+    }
+}
+
+/// Why an rdmacm step did not reach the expected event.
+public struct ConnectionFailure: Equatable, Sendable, CustomStringConvertible {
+    public enum Reason: String, Equatable, Sendable {
+        case addressResolution = "address resolution failed"
+        case routeResolution = "route resolution failed"
+        case unreachable = "peer unreachable"
+        case rejected = "connection rejected by peer"
+        case connectError = "connection error"
+        case disconnected = "disconnected"
+        case deviceRemoved = "device removed"
+        case unexpectedEvent = "unexpected connection event"
+    }
+    public var reason: Reason
+    /// The rdmacm event name, e.g. `RDMA_CM_EVENT_REJECTED`.
+    public var event: String
+    /// The event's status (a negative errno, or a CM reject reason for REJECTED).
+    public var status: Int32
+    /// Private data the peer sent with a reject, if any.
+    public var privateData: [UInt8]
+
+    public var description: String {
+        var text = "\(reason.rawValue) (\(event), status \(status)"
+        if status < 0 { text += ": \(errnoText(-status))" }
+        if reason == .rejected && status == 28 { text += ": nothing listens there" }
+        return text + ")"
+    }
+}
+
+func errnoText(_ code: Int32) -> String {
+    guard let text = strerror(code) else { return "errno \(code)" }
+    return String(cString: text)
+}
+
+// The small core that maps each C convention to a typed error.
+
+/// ibv_* verbs that return an errno value (0 on success).
+@inline(__always)
+func checkReturnedErrno(_ verb: String, _ rc: Int32) throws(VerbsError) {
+    if rc != 0 { throw VerbsError.fromErrno(verb, rc > 0 ? rc : -rc) }
+}
+
+/// Calls that return -1 and set errno (rdma_* and libc).
+@inline(__always)
+func checkSetsErrno(_ verb: String, _ rc: Int32) throws(VerbsError) {
+    if rc != 0 { throw VerbsError.fromErrno(verb, rc == -1 ? Glibc.errno : rc) }
+}
+
+/// Pointer-returning verbs: NULL means errno says why.
+@inline(__always)
+func checkPointer<T>(_ verb: String, _ pointer: T?) throws(VerbsError) -> T {
+    guard let pointer else {
+        let code = Glibc.errno
+        throw VerbsError.fromErrno(verb, code == 0 ? EIO : code)
+    }
+    return pointer
+}
+
+/// `Array.withUnsafeBytes` with the closure's typed error kept.
+func withBytes<R>(_ data: [UInt8], _ body: (UnsafeRawBufferPointer) throws(VerbsError) -> R) throws(VerbsError) -> R {
+    let result: Result<R, VerbsError> = data.withUnsafeBytes { p in
+        Result { () throws(VerbsError) -> R in try body(p) }
+    }
+    return try result.get()
+}
