@@ -23,8 +23,10 @@ public enum Pattern {
     public static func firstMismatch(_ buffer: UnsafeRawBufferPointer, count: Int, seed: UInt64) -> Int? {
         guard count <= buffer.count else { return buffer.count }
         let words = count / 8
-        for i in 0..<words where buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != word(seed, i).littleEndian {
-            return i * 8
+        for i in 0..<words {
+            let diff = buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) ^ word(seed, i).littleEndian
+            // Little-endian in memory: the lowest differing bit is in the first differing byte.
+            if diff != 0 { return i * 8 + UInt64(littleEndian: diff).trailingZeroBitCount / 8 }
         }
         let tail = word(seed, words).littleEndian
         return withUnsafeBytes(of: tail) { t -> Int? in

@@ -15,9 +15,15 @@ public final class MemoryRegion: @unchecked Sendable {
     /// The memory as this process sees it; nil for dma-buf regions.
     public let hostAddress: UnsafeMutableRawPointer?
 
+    /// The address work requests use for this region: the iova it was registered with
+    /// (for `ibv_reg_mr`, the host address). libibverbs' `mr->addr` holds the host address
+    /// even for iova registrations, hence kept here.
+    public let address: UInt64
+
     init(raw: UnsafeMutablePointer<ibv_mr>, pd: ProtectionDomain, access: AccessFlags,
-         hostAddress: UnsafeMutableRawPointer?, owner: AnyObject?) {
+         hostAddress: UnsafeMutableRawPointer?, iova: UInt64? = nil, owner: AnyObject?) {
         self.raw = raw
+        self.address = iova ?? UInt64(UInt(bitPattern: raw.pointee.addr))
         self.pd = pd
         self.access = access
         self.hostAddress = hostAddress
@@ -28,8 +34,6 @@ public final class MemoryRegion: @unchecked Sendable {
 
     public var lkey: UInt32 { raw.pointee.lkey }
     public var rkey: UInt32 { raw.pointee.rkey }
-    /// The address work requests use for this region (its iova; the host address for `ibv_reg_mr`).
-    public var address: UInt64 { UInt64(UInt(bitPattern: raw.pointee.addr)) }
     public var length: Int { raw.pointee.length }
 
     /// What a peer needs to RDMA into or out of this region. Only regions registered

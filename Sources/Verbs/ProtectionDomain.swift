@@ -53,7 +53,7 @@ public final class ProtectionDomain: @unchecked Sendable {
         let address = try validate(address: address, length: length, access: access)
         let mr = try checkPointer(
             "ibv_reg_mr_iova2", ibv_reg_mr_iova2(raw, address, length, iova, UInt32(bitPattern: access.rawValue)))
-        return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: address, owner: owner)
+        return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: address, iova: iova, owner: owner)
     }
 
     /// Registers a page-aligned host buffer; the region keeps the buffer alive.
@@ -72,7 +72,7 @@ public final class ProtectionDomain: @unchecked Sendable {
         guard access.isConsistent else { throw inconsistentAccess(access) }
         let mr = try checkPointer(
             "ibv_reg_dmabuf_mr", ibv_reg_dmabuf_mr(raw, offset, length, iova, fd, access.rawValue))
-        return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: nil, owner: owner)
+        return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: nil, iova: iova, owner: owner)
     }
 
     /// Asks the device whether it takes dma-buf regions, by calling `ibv_reg_dmabuf_mr`
