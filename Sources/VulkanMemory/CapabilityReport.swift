@@ -1,0 +1,95 @@
+import CVulkan
+import Verbs
+
+/// Everything that decides which memory strategy can work on one physical device.
+public struct CapabilityReport: Codable, Sendable, Equatable {
+    public struct Extensions: Codable, Sendable, Hashable {
+        public var externalMemoryRDMA: Bool
+        public var externalMemoryFD: Bool
+        public var externalMemoryDMABuf: Bool
+        public var externalMemoryHost: Bool
+        public var memoryBudget: Bool
+    }
+
+    public var deviceIndex: Int
+    public var deviceName: String
+    public var deviceType: String
+    public var vendorID: UInt32
+    public var deviceID: UInt32
+    public var apiVersion: APIVersion
+    public var extensions: Extensions
+    /// `VkPhysicalDeviceExternalMemoryRDMAFeaturesNV::externalMemoryRDMA`.
+    public var externalMemoryRDMAFeature: Bool
+    public var heaps: [MemoryHeapInfo]
+    public var memoryTypes: [MemoryTypeInfo]
+    /// Indices of the types with `VK_MEMORY_PROPERTY_RDMA_CAPABLE_BIT_NV`.
+    public var rdmaCapableMemoryTypes: [Int]
+    /// The heaps those types live in.
+    public var rdmaCapableHeaps: [Int]
+    /// The budget figures' origin (the same for every heap).
+    public var budgetSource: BudgetSource
+    /// RDMA-address, dma-buf and opaque-fd answers of `vkGetPhysicalDeviceExternalBufferProperties`.
+    public var externalBuffers: [ExternalBufferSupport]
+    /// VK_EXT_external_memory_host is supported.
+    public var hostPointerImport: Bool
+    public var minImportedHostPointerAlignment: UInt64?
+    public var nic: NICSupport
+
+    public func externalBuffer(_ type: ExternalHandleType) -> ExternalBufferSupport? {
+        externalBuffers.first { $0.handleType == type }
+    }
+}
+
+extension PhysicalDevice {
+    /// Builds the report. With `pd`, the NIC is probed for dma-buf regions too
+    /// (`ProtectionDomain.dmaBufSupport()`); the peer-memory files are always read. Vulkan calls:
+    /// `vkEnumerateDeviceExtensionProperties`, `vkGetPhysicalDeviceFeatures2`,
+    /// `vkGetPhysicalDeviceMemoryProperties2`, `vkGetPhysicalDeviceExternalBufferProperties`,
+    /// `vkGetPhysicalDeviceProperties2`.
+    public func capabilityReport(nic pd: ProtectionDomain? = nil) throws(VulkanError) -> CapabilityReport {
+        try requireVersion()
+        let props = properties
+        let exts = try supportedExtensions()
+        let memory = try memorySnapshot()
+        let rdmaTypes = memory.types.filter(\.rdmaCapable)
+        var buffers: [ExternalBufferSupport] = []
+        for type in [ExternalHandleType.rdmaAddress, .dmaBuf, .opaqueFD] {
+            buffers.append(try externalBufferSupport(type))
+        }
+        let typeName: String
+        switch props.deviceType {
+        case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: typeName = "integratedGPU"
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: typeName = "discreteGPU"
+        case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: typeName = "virtualGPU"
+        case VK_PHYSICAL_DEVICE_TYPE_CPU: typeName = "cpu"
+        default: typeName = "other"
+        }
+        return CapabilityReport(
+            deviceIndex: index, deviceName: name, deviceType: typeName, vendorID: props.vendorID,
+            deviceID: props.deviceID, apiVersion: APIVersion(rawValue: props.apiVersion),
+            extensions: .init(
+                externalMemoryRDMA: exts.contains(ExtensionName.externalMemoryRDMA),
+                externalMemoryFD: exts.contains(ExtensionName.externalMemoryFD),
+                externalMemoryDMABuf: exts.contains(ExtensionName.externalMemoryDMABuf),
+                externalMemoryHost: exts.contains(ExtensionName.externalMemoryHost),
+                memoryBudget: exts.contains(ExtensionName.memoryBudget)),
+            externalMemoryRDMAFeature: try supportsExternalMemoryRDMAFeature(),
+            heaps: memory.heaps, memoryTypes: memory.types,
+            rdmaCapableMemoryTypes: rdmaTypes.map(\.index),
+            rdmaCapableHeaps: Array(Set(rdmaTypes.map(\.heapIndex))).sorted(),
+            budgetSource: memory.heaps.first?.budgetSource ?? .heapSize,
+            externalBuffers: buffers,
+            hostPointerImport: exts.contains(ExtensionName.externalMemoryHost),
+            minImportedHostPointerAlignment: try minImportedHostPointerAlignment(),
+            nic: NICSupport.probe(pd: pd))
+    }
+}
+
+extension VulkanInstance {
+    /// One report per physical device.
+    public func capabilityReports(nic pd: ProtectionDomain? = nil) throws(VulkanError) -> [CapabilityReport] {
+        var reports: [CapabilityReport] = []
+        for device in try physicalDevices() { reports.append(try device.capabilityReport(nic: pd)) }
+        return reports
+    }
+}

@@ -1,0 +1,147 @@
+import CVulkan
+
+/// A compute pipeline over one storage buffer (set 0, binding 0) with optional push constants,
+/// made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a time,
+/// since the descriptor set is rewritten for each.
+public final class ComputeKernel: @unchecked Sendable {
+    public let device: VulkanDevice
+    public let pushConstantSize: UInt32
+    let setLayout: VkDescriptorSetLayout
+    let layout: VkPipelineLayout
+    let pipeline: VkPipeline
+    let pool: VkDescriptorPool
+    let descriptorSet: VkDescriptorSet
+
+    /// `vkCreateShaderModule`, `vkCreateDescriptorSetLayout`, `vkCreatePipelineLayout`,
+    /// `vkCreateComputePipelines`, `vkCreateDescriptorPool`, `vkAllocateDescriptorSets`.
+    public init(device: VulkanDevice, spirv: [UInt32], pushConstantSize: UInt32 = 0) throws(VulkanError) {
+        guard !spirv.isEmpty, spirv[0] == 0x0723_0203 else { throw .invalidArgument("not SPIR-V (bad magic number)") }
+        guard pushConstantSize % 4 == 0, pushConstantSize <= 128 else {
+            throw .invalidArgument("push constant size \(pushConstantSize) must be a multiple of 4, at most 128")
+        }
+        let d = device.raw
+        var cleanup: [() -> Void] = []
+        do throws(VulkanError) {
+            var moduleInfo = VkShaderModuleCreateInfo()
+            moduleInfo.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO
+            moduleInfo.codeSize = spirv.count * 4
+            let code = UnsafeMutablePointer<UInt32>.allocate(capacity: spirv.count)
+            code.initialize(from: spirv, count: spirv.count)
+            moduleInfo.pCode = UnsafePointer(code)
+            var module: VkShaderModule?
+            let created = vkCreateShaderModule(d, &moduleInfo, nil, &module)
+            code.deallocate()
+            try check(created, "vkCreateShaderModule", VulkanError.pipelineCreation)
+            // The pipeline keeps what it needs of the module; it goes when this init ends.
+            defer { vkDestroyShaderModule(d, module, nil) }
+
+            var binding = VkDescriptorSetLayoutBinding()
+            binding.binding = 0
+            binding.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+            binding.descriptorCount = 1
+            binding.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT.rawValue
+            var setLayout: VkDescriptorSetLayout?
+            try withUnsafePointer(to: &binding) { (bindings) throws(VulkanError) in
+                var info = VkDescriptorSetLayoutCreateInfo()
+                info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO
+                info.bindingCount = 1
+                info.pBindings = bindings
+                try check(vkCreateDescriptorSetLayout(d, &info, nil, &setLayout), "vkCreateDescriptorSetLayout",
+                          VulkanError.pipelineCreation)
+            }
+            cleanup.append { vkDestroyDescriptorSetLayout(d, setLayout, nil) }
+
+            var range = VkPushConstantRange(stageFlags: VK_SHADER_STAGE_COMPUTE_BIT.rawValue, offset: 0,
+                                            size: pushConstantSize)
+            var layout: VkPipelineLayout?
+            try withUnsafePointer(to: &setLayout) { (setLayouts) throws(VulkanError) in
+                try withUnsafePointer(to: &range) { (ranges) throws(VulkanError) in
+                    var info = VkPipelineLayoutCreateInfo()
+                    info.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO
+                    info.setLayoutCount = 1
+                    info.pSetLayouts = setLayouts
+                    info.pushConstantRangeCount = pushConstantSize > 0 ? 1 : 0
+                    info.pPushConstantRanges = pushConstantSize > 0 ? ranges : nil
+                    try check(vkCreatePipelineLayout(d, &info, nil, &layout), "vkCreatePipelineLayout",
+                              VulkanError.pipelineCreation)
+                }
+            }
+            cleanup.append { vkDestroyPipelineLayout(d, layout, nil) }
+
+            var pipeline: VkPipeline?
+            let entry = "main"
+            try withCStringArray([entry]) { (names, _) throws(VulkanError) in
+                var info = VkComputePipelineCreateInfo()
+                info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO
+                info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO
+                info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT
+                info.stage.module = module
+                info.stage.pName = names![0]
+                info.layout = layout
+                try check(vkCreateComputePipelines(d, nil, 1, &info, nil, &pipeline), "vkCreateComputePipelines",
+                          VulkanError.pipelineCreation)
+            }
+            cleanup.append { vkDestroyPipeline(d, pipeline, nil) }
+
+            var poolSize = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: 1)
+            var pool: VkDescriptorPool?
+            try withUnsafePointer(to: &poolSize) { (sizes) throws(VulkanError) in
+                var info = VkDescriptorPoolCreateInfo()
+                info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO
+                info.maxSets = 1
+                info.poolSizeCount = 1
+                info.pPoolSizes = sizes
+                try check(vkCreateDescriptorPool(d, &info, nil, &pool), "vkCreateDescriptorPool",
+                          VulkanError.pipelineCreation)
+            }
+            cleanup.append { vkDestroyDescriptorPool(d, pool, nil) }  // Frees the set with it.
+
+            var set: VkDescriptorSet?
+            try withUnsafePointer(to: &setLayout) { (setLayouts) throws(VulkanError) in
+                var info = VkDescriptorSetAllocateInfo()
+                info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO
+                info.descriptorPool = pool
+                info.descriptorSetCount = 1
+                info.pSetLayouts = setLayouts
+                try check(vkAllocateDescriptorSets(d, &info, &set), "vkAllocateDescriptorSets",
+                          VulkanError.pipelineCreation)
+            }
+            guard let setLayout, let layout, let pipeline, let pool, let set else {
+                throw .pipelineCreation(function: "vkAllocateDescriptorSets", result: .errorInitializationFailed)
+            }
+            self.setLayout = setLayout
+            self.layout = layout
+            self.pipeline = pipeline
+            self.pool = pool
+            descriptorSet = set
+        } catch {
+            cleanup.reversed().forEach { $0() }
+            throw error
+        }
+        self.device = device
+        self.pushConstantSize = pushConstantSize
+    }
+
+    deinit {
+        let d = device.raw
+        vkDestroyPipeline(d, pipeline, nil)
+        vkDestroyPipelineLayout(d, layout, nil)
+        vkDestroyDescriptorPool(d, pool, nil)
+        vkDestroyDescriptorSetLayout(d, setLayout, nil)
+    }
+
+    /// Points binding 0 at `buffer` (`vkUpdateDescriptorSets`); the set must not be in use.
+    func bind(_ buffer: DeviceBuffer) {
+        var info = VkDescriptorBufferInfo(buffer: buffer.raw, offset: 0, range: VkDeviceSize(VK_WHOLE_SIZE))
+        withUnsafePointer(to: &info) { bufferInfo in
+            var write = VkWriteDescriptorSet()
+            write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+            write.dstSet = descriptorSet
+            write.dstBinding = 0
+            write.descriptorCount = 1
+            write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+            write.pBufferInfo = bufferInfo
+            vkUpdateDescriptorSets(device.raw, 1, &write, 0, nil)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import CVulkan
+import VulkanMemory
+import XCTest
+
+/// Every test here runs with VK_LAYER_KHRONOS_validation and a debug messenger; `tearDown`
+/// fails the test for any warning or error it reported. Objects a test makes are locals, so
+/// they are destroyed (and their destruction validated) before `tearDown` looks at the log.
+class ValidatedVulkanTestCase: XCTestCase {
+    var log = ValidationLog()
+
+    override func setUp() {
+        super.setUp()
+        log = ValidationLog()
+    }
+
+    override func tearDown() {
+        let messages = log.messages
+        XCTAssertTrue(messages.isEmpty, "validation reported:\n" + messages.map(\.description).joined(separator: "\n"))
+        super.tearDown()
+    }
+
+    /// An instance the module owns, with validation on and messages going to `log`.
+    func makeInstance() throws -> VulkanInstance {
+        try VulkanInstance(options: .init(applicationName: "VulkanMemoryTests", validation: true, validationLog: log))
+    }
+
+    /// Mesa's lavapipe (llvmpipe), the device every host-only test runs on.
+    func lavapipe(_ instance: VulkanInstance) throws -> PhysicalDevice {
+        guard let device = try instance.physicalDevices().first(where: { $0.name.hasPrefix("llvmpipe") }) else {
+            throw XCTSkip("lavapipe (mesa-vulkan-drivers) is not installed")
+        }
+        return device
+    }
+
+    func makeLavapipeDevice(_ options: VulkanDevice.Options = .init()) throws -> VulkanDevice {
+        try VulkanDevice(physicalDevice: try lavapipe(try makeInstance()), options: options)
+    }
+}
+
+/// Asserts that `body` throws exactly `expected`.
+func assertThrows<T>(_ expected: VulkanError, file: StaticString = #filePath, line: UInt = #line,
+                     _ body: () throws(VulkanError) -> T) {
+    do {
+        _ = try body()
+        XCTFail("expected \(expected), got success", file: file, line: line)
+    } catch {
+        XCTAssertEqual(error, expected, file: file, line: line)
+    }
+}
+
+extension DeviceBuffer {
+    /// The buffer's bytes as 32-bit words (host-visible buffers only).
+    var words: [UInt32] {
+        guard let bytes else { return [] }
+        return Array(bytes.bindMemory(to: UInt32.self))
+    }
+}
+
+/// Writes `PatternShader`'s pattern over all of `buffer` on the GPU.
+func writePattern(_ buffer: DeviceBuffer, seed: UInt32, kernel: ComputeKernel, engine: TransferEngine) throws {
+    let count = UInt32(buffer.size / 4)
+    try engine.run { (recorder) throws(VulkanError) in
+        try recorder.dispatch(kernel, buffer: buffer, groups: (count + PatternShader.localSize - 1) / PatternShader.localSize,
+                              pushConstants: [count, seed])
+    }
+}
+
+func expectedPattern(words count: Int, seed: UInt32) -> [UInt32] {
+    (0..<UInt32(count)).map { PatternShader.word($0, seed: seed) }
+}
