@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "Verbs", targets: ["Verbs"]),
         .library(name: "VulkanMemory", targets: ["VulkanMemory"]),
+        .library(name: "Transfer", targets: ["Transfer"]),
         .executable(name: "vkverbs", targets: ["vkverbs"]),
     ],
     dependencies: [
@@ -26,6 +27,7 @@ let package = Package(
         ),
         .target(name: "Verbs", dependencies: ["CVerbs"]),
         .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
+        .target(name: "Transfer", dependencies: ["Verbs"]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs"]),
         .executableTarget(
@@ -36,6 +38,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs", "SelfTest"]),
-        .testTarget(name: "VulkanMemoryTests", dependencies: ["VulkanMemory", "Verbs"]),
+        .testTarget(
+            name: "VulkanMemoryTests",
+            dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
+            exclude: ["Shaders/pattern.comp"]
+        ),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "SelfTest"]),
     ]
 )

@@ -90,14 +90,23 @@ public final class CompletionQueue: @unchecked Sendable {
 
     /// Waits until at least one completion is there or `timeout` passes, then returns
     /// what one poll gets. `.event` sleeps on the channel (`ibv_get_cq_event`).
-    public func wait(timeout: Duration, mode: CompletionWaitMode = .event, max: Int = 16) throws(VerbsError) -> [WorkCompletion] {
+    ///
+    /// With `watching`, the connection's events are read during the wait: a peer that
+    /// disconnects (or dies) moves the queue pair to the error state, so outstanding requests
+    /// come back as flushed completions at once instead of after the transport's retries.
+    public func wait(timeout: Duration, mode: CompletionWaitMode = .event, max: Int = 16,
+                     watching connection: Connection? = nil) throws(VerbsError) -> [WorkCompletion] {
         let deadline = Deadline(after: timeout)
+        var spins = 0
         while true {
             let got = try poll(max: max)
             if !got.isEmpty { return got }
             switch mode {
             case .busyPoll:
                 if deadline.expired { throw VerbsError.timedOut(operation: "waiting for a completion", after: timeout) }
+                spins += 1
+                // A syscall per spin would cost the latency busy polling is for.
+                if spins & 0x3FF == 0 { connection?.processEvents() }
             case .event:
                 guard let channel else {
                     throw VerbsError.invalidArgument("event-driven wait needs a completion queue made with a channel")
@@ -106,7 +115,14 @@ public final class CompletionQueue: @unchecked Sendable {
                 // A completion that came between the poll and arming raised no event.
                 let raced = try poll(max: max)
                 if !raced.isEmpty { return raced }
-                try waitReadable(channel.fileDescriptor, deadline: deadline, operation: "waiting for a completion")
+                if let connection {
+                    let which = try waitReadable([channel.fileDescriptor, connection.eventFileDescriptor], deadline: deadline,
+                                                 operation: "waiting for a completion")
+                    if which.contains(1) { connection.processEvents() }
+                    if !which.contains(0) { continue }
+                } else {
+                    try waitReadable(channel.fileDescriptor, deadline: deadline, operation: "waiting for a completion")
+                }
                 var cq: UnsafeMutablePointer<ibv_cq>?
                 var ctx: UnsafeMutableRawPointer?
                 if ibv_get_cq_event(channel.raw, &cq, &ctx) != 0 {
@@ -126,7 +142,8 @@ public final class CompletionQueue: @unchecked Sendable {
     }
 
     /// Collects exactly `count` completions within `timeout`, throwing on the first failed one.
-    public func collect(_ count: Int, timeout: Duration, mode: CompletionWaitMode = .event) throws(VerbsError) -> [WorkCompletion] {
+    public func collect(_ count: Int, timeout: Duration, mode: CompletionWaitMode = .event,
+                        watching connection: Connection? = nil) throws(VerbsError) -> [WorkCompletion] {
         let deadline = Deadline(after: timeout)
         var out: [WorkCompletion] = []
         while out.count < count {
@@ -134,7 +151,7 @@ public final class CompletionQueue: @unchecked Sendable {
             if remaining == .zero {
                 throw VerbsError.timedOut(operation: "waiting for \(count) completions (got \(out.count))", after: timeout)
             }
-            for wc in try wait(timeout: remaining, mode: mode, max: count - out.count) {
+            for wc in try wait(timeout: remaining, mode: mode, max: count - out.count, watching: connection) {
                 try wc.check()
                 out.append(wc)
             }

@@ -44,6 +44,18 @@ func waitReadable(_ fd: Int32, deadline: Deadline, operation: String) throws(Ver
     }
 }
 
+/// Waits until any of `fds` is readable; returns the indices of the readable ones.
+func waitReadable(_ fds: [Int32], deadline: Deadline, operation: String) throws(VerbsError) -> Set<Int> {
+    var pfds = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    while true {
+        let rc = poll(&pfds, nfds_t(pfds.count), deadline.remainingMilliseconds)
+        if rc > 0 { return Set(pfds.indices.filter { pfds[$0].revents != 0 }) }
+        if rc == 0 { throw VerbsError.timedOut(operation: operation, after: deadline.total) }
+        let code = Glibc.errno
+        if code != EINTR { throw VerbsError.fromErrno("poll", code) }
+    }
+}
+
 func setNonBlocking(_ fd: Int32, verb: String) throws(VerbsError) {
     let flags = fcntl(fd, F_GETFL)
     if flags < 0 { throw VerbsError.fromErrno(verb, Glibc.errno) }

@@ -1,6 +1,6 @@
 import CVulkan
 
-/// Records into the command buffer of one `TransferEngine.run`. Only valid inside that call.
+/// Records into the command buffer of one `GPUCommandRunner.run`. Only valid inside that call.
 public struct CommandRecorder {
     let raw: VkCommandBuffer
     let device: VulkanDevice

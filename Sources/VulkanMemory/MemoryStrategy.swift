@@ -13,7 +13,7 @@ public enum MemoryStrategy: String, CaseIterable, Codable, Sendable, Hashable, C
     /// Host-visible, host-coherent device memory mapped into the process and registered there.
     case hostVisible
     /// A device-local buffer plus a registered host-visible staging buffer; the caller copies
-    /// between them with `TransferEngine`.
+    /// between them with `GPUCommandRunner`.
     case staged
 
     public var description: String { rawValue }

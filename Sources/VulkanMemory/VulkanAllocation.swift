@@ -35,13 +35,13 @@ public final class VulkanAllocation: @unchecked Sendable {
     public var hostBytes: UnsafeMutableRawBufferPointer? { (staging ?? buffer).bytes }
 
     /// `.staged`: copies the GPU buffer into the staging buffer (`vkCmdCopyBuffer`), e.g. before the NIC sends it.
-    public func copyToStaging(using engine: TransferEngine, timeout: Duration = .seconds(10)) throws(VulkanError) {
+    public func copyToStaging(using engine: GPUCommandRunner, timeout: Duration = .seconds(10)) throws(VulkanError) {
         guard let staging else { return }
         try engine.copy(from: buffer, to: staging, timeout: timeout)
     }
 
     /// `.staged`: copies the staging buffer into the GPU buffer, e.g. after the NIC received into it.
-    public func copyFromStaging(using engine: TransferEngine, timeout: Duration = .seconds(10)) throws(VulkanError) {
+    public func copyFromStaging(using engine: GPUCommandRunner, timeout: Duration = .seconds(10)) throws(VulkanError) {
         guard let staging else { return }
         try engine.copy(from: staging, to: buffer, timeout: timeout)
     }

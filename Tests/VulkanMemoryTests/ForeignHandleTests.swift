@@ -30,7 +30,7 @@ final class ForeignHandleTests: ValidatedVulkanTestCase {
             let allocation = try device.allocate(size: 4096)
             XCTAssertEqual(allocation.strategy, .hostVisible)
             XCTAssertEqual(allocation.rejected.map(\.strategy), [.rdmaAddress, .dmaBuf, .hostPointerImport])
-            let engine = try TransferEngine(device: device)
+            let engine = try GPUCommandRunner(device: device)
             try engine.fill(allocation.buffer, value: 0x0102_0304)
             XCTAssertEqual(allocation.buffer.words, Array(repeating: 0x0102_0304, count: 1024))
         }

@@ -33,7 +33,7 @@ final class RDMATests: ValidatedVulkanTestCase {
     func testPeerWritesIntoEachStrategyAndGPUCopiesIt() throws {
         let address = try requireFabric()
         let device = try makeLavapipeDevice()
-        let engine = try TransferEngine(device: device)
+        let engine = try GPUCommandRunner(device: device)
         let size = 8192
         let strategies: [MemoryStrategy?] = [.hostPointerImport, .hostVisible, .staged, nil]
 

@@ -38,7 +38,7 @@ final class StrategyTests: ValidatedVulkanTestCase {
     /// compute shader writes a pattern, and both read back right through the memory the NIC would register.
     func testGPUWritesReadBackThroughEachStrategy() throws {
         let device = try makeLavapipeDevice()
-        let engine = try TransferEngine(device: device)
+        let engine = try GPUCommandRunner(device: device)
         let kernel = try ComputeKernel(device: device, spirv: PatternShader.spirv, pushConstantSize: 8)
         let size: UInt64 = 3 * 4096 + 256  // Not a page multiple: the import path rounds up.
         for (n, strategy) in [MemoryStrategy.hostPointerImport, .hostVisible, .staged].enumerated() {
@@ -66,7 +66,7 @@ final class StrategyTests: ValidatedVulkanTestCase {
     /// The staged path both ways: host bytes in the staging buffer reach the GPU buffer.
     func testStagingCopiesBothWays() throws {
         let device = try makeLavapipeDevice()
-        let engine = try TransferEngine(device: device)
+        let engine = try GPUCommandRunner(device: device)
         let allocation = try device.allocate(size: 4096, strategy: .staged)
         let staging = try XCTUnwrap(allocation.staging?.bytes)
         for i in staging.indices { staging[i] = UInt8(truncatingIfNeeded: i * 7) }
@@ -99,7 +99,7 @@ final class StrategyTests: ValidatedVulkanTestCase {
         assertThrows(.invalidArgument("not SPIR-V (bad magic number)")) { () throws(VulkanError) in
             try ComputeKernel(device: device, spirv: [1, 2, 3])
         }
-        let engine = try TransferEngine(device: device)
+        let engine = try GPUCommandRunner(device: device)
         let buffer = try DeviceBuffer(device: device, size: 64, hostVisible: true)
         XCTAssertThrowsError(try engine.run { (recorder) throws(VulkanError) in
             try recorder.fill(buffer, value: 0, offset: 2)

@@ -57,7 +57,7 @@ extension DeviceBuffer {
 }
 
 /// Writes `PatternShader`'s pattern over all of `buffer` on the GPU.
-func writePattern(_ buffer: DeviceBuffer, seed: UInt32, kernel: ComputeKernel, engine: TransferEngine) throws {
+func writePattern(_ buffer: DeviceBuffer, seed: UInt32, kernel: ComputeKernel, engine: GPUCommandRunner) throws {
     let count = UInt32(buffer.size / 4)
     try engine.run { (recorder) throws(VulkanError) in
         try recorder.dispatch(kernel, buffer: buffer, groups: (count + PatternShader.localSize - 1) / PatternShader.localSize,

@@ -165,6 +165,30 @@ public final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Whether the connection is still up, as far as the connection events read so far say.
+    public var isConnected: Bool { lock.withLock { !disconnected } }
+
+    var eventFileDescriptor: Int32 { id.channel.raw.pointee.fd }
+
+    /// Reads the connection events that are already there, without waiting. When the peer
+    /// has disconnected (or the device went away) the queue pair is moved to the error state,
+    /// so every outstanding request completes as flushed instead of waiting out its retries.
+    /// Returns whether the connection is still up.
+    @discardableResult
+    public func processEvents() -> Bool {
+        while let event = try? id.channel.next(deadline: Deadline(after: .zero), operation: "reading connection events") {
+            if event.type == RDMA_CM_EVENT_DISCONNECTED || event.type == RDMA_CM_EVENT_DEVICE_REMOVAL
+                || event.type == RDMA_CM_EVENT_TIMEWAIT_EXIT {
+                let first = lock.withLock { () -> Bool in defer { disconnected = true }; return !disconnected }
+                if first {
+                    try? queuePair.modifyToError()
+                    _ = rdma_disconnect(id.raw)
+                }
+            }
+        }
+        return isConnected
+    }
+
     /// Waits up to `timeout` for the peer to disconnect (or the device to go); returns
     /// false if the connection is still up.
     public func waitForPeerDisconnect(timeout: Duration) throws(VerbsError) -> Bool {

@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Verbs
+
+/// Registers memory once and hands the registration out again for any range it covers,
+/// as NCCL's and UCX's registration caches do: registering is a syscall that pins pages,
+/// far too slow for every transfer.
+///
+/// Entries are page-granular and keyed by address range, access and owner. An entry holds
+/// its owner weakly: once the owner (a HostBuffer, a Vulkan allocation) is gone, its pages
+/// may come back at the same address for someone else, so the entry is dropped instead of
+/// reused. Memory without an owner must be `invalidate`d by the caller before it is freed.
+public final class RegistrationCache: @unchecked Sendable {
+    public let pd: ProtectionDomain
+    /// Idle entries kept beyond this are deregistered, oldest first.
+    public let maxIdleEntries: Int
+
+    final class Entry {
+        let region: MemoryRegion
+        let start: UInt
+        let end: UInt
+        let access: AccessFlags
+        weak var owner: AnyObject?
+        let hadOwner: Bool
+        var users = 0
+        var lastUse: UInt64 = 0
+
+        init(region: MemoryRegion, start: UInt, end: UInt, access: AccessFlags, owner: AnyObject?) {
+            self.region = region
+            self.start = start
+            self.end = end
+            self.access = access
+            self.owner = owner
+            hadOwner = owner != nil
+        }
+
+        var isStale: Bool { hadOwner && owner == nil }
+    }
+
+    private let lock = MutexLock()
+    private var entries: [Entry] = []
+    private var clock: UInt64 = 0
+    public private(set) var hits = 0
+    public private(set) var misses = 0
+    private let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+
+    public init(pd: ProtectionDomain, maxIdleEntries: Int = 64) {
+        self.pd = pd
+        self.maxIdleEntries = maxIdleEntries
+    }
+
+    /// Entries currently registered (in use or idle).
+    public var count: Int { lock.withLock { entries.count } }
+
+    /// A registration covering `length` bytes at `address` with at least `access`; `owner`
+    /// is kept alive while the returned handle lives.
+    public func register(address: UnsafeMutableRawPointer, length: Int, access: AccessFlags,
+                         owner: AnyObject?) throws(VerbsError) -> Registration {
+        guard length > 0 else { throw VerbsError.invalidArgument("registration length must be > 0") }
+        let a = UInt(bitPattern: address)
+        let (end, overflow) = a.addingReportingOverflow(UInt(length))
+        guard !overflow else { throw VerbsError.invalidArgument("address range wraps around") }
+        let start = a & ~(pageSize - 1)
+        let pageEnd = (end + pageSize - 1) & ~(pageSize - 1)
+
+        lock.lock()
+        dropStale()
+        clock += 1
+        if let hit = entries.first(where: {
+            $0.start <= a && end <= $0.end && $0.access.isSuperset(of: access) && $0.owner === owner && !$0.isStale
+        }) {
+            hits += 1
+            hit.users += 1
+            hit.lastUse = clock
+            lock.unlock()
+            return Registration(cache: self, entry: hit, address: a, length: length, owner: owner)
+        }
+        misses += 1
+        lock.unlock()
+
+        // Registering pins pages and may sleep: not under the lock.
+        let region = try pd.register(address: UnsafeMutableRawPointer(bitPattern: start), length: Int(pageEnd - start),
+                                     access: access, owner: nil)
+        let entry = Entry(region: region, start: start, end: pageEnd, access: access, owner: owner)
+        lock.withLock {
+            entry.users = 1
+            entry.lastUse = clock
+            entries.append(entry)
+            trimIdle()
+        }
+        return Registration(cache: self, entry: entry, address: a, length: length, owner: owner)
+    }
+
+    /// Registers a host buffer through the cache.
+    public func register(_ buffer: HostBuffer, access: AccessFlags) throws(VerbsError) -> Registration {
+        try register(address: buffer.pointer, length: buffer.count, access: access, owner: buffer)
+    }
+
+    /// Forgets every entry overlapping the range; call before freeing memory that has no owner.
+    /// Regions still in use are deregistered when their last handle goes.
+    public func invalidate(address: UnsafeRawPointer, length: Int) {
+        let a = UInt(bitPattern: address)
+        let end = a + UInt(max(length, 1))
+        lock.withLock { entries.removeAll { $0.start < end && a < $0.end } }
+    }
+
+    /// Deregisters idle entries whose owner is gone.
+    public func purge() { lock.withLock { dropStale() } }
+
+    fileprivate func release(_ entry: Entry) {
+        lock.withLock {
+            entry.users -= 1
+            trimIdle()
+        }
+    }
+
+    private func dropStale() { entries.removeAll { $0.isStale && $0.users == 0 } }
+
+    private func trimIdle() {
+        let idle = entries.filter { $0.users == 0 }
+        guard idle.count > maxIdleEntries else { return }
+        let victims = Set(idle.sorted { $0.lastUse < $1.lastUse }.prefix(idle.count - maxIdleEntries).map { ObjectIdentifier($0) })
+        entries.removeAll { victims.contains(ObjectIdentifier($0)) }
+    }
+}
+
+/// A use of a cached registration: the region, and where the caller's bytes sit in it.
+public final class Registration: @unchecked Sendable {
+    private let cache: RegistrationCache
+    private let entry: RegistrationCache.Entry
+    /// Keeps the memory's owner alive while the registration is in use.
+    public let owner: AnyObject?
+    public let offset: Int
+    public let length: Int
+
+    fileprivate init(cache: RegistrationCache, entry: RegistrationCache.Entry, address: UInt, length: Int, owner: AnyObject?) {
+        self.cache = cache
+        self.entry = entry
+        self.owner = owner
+        offset = Int(address - entry.start)
+        self.length = length
+    }
+
+    deinit { cache.release(entry) }
+
+    public var region: MemoryRegion { entry.region }
+
+    /// The caller's bytes (or a part of them) for a work request.
+    public func segment(offset: Int = 0, length: Int? = nil) throws(VerbsError) -> LocalSegment {
+        let length = length ?? (self.length - offset)
+        guard offset >= 0, length >= 0, offset <= self.length, length <= self.length - offset else {
+            throw VerbsError.invalidArgument("range offset \(offset) length \(length) is outside the \(self.length)-byte registration")
+        }
+        return try entry.region.segment(offset: self.offset + offset, length: length)
+    }
+
+    /// What a peer needs to reach exactly these bytes.
+    public var remoteBuffer: RemoteBuffer {
+        RemoteBuffer(address: entry.region.address + UInt64(offset), length: UInt64(length), rkey: entry.region.rkey)
+    }
+}
+
+final class MutexLock: @unchecked Sendable {
+    private var raw = pthread_mutex_t()
+    init() { pthread_mutex_init(&raw, nil) }
+    deinit { pthread_mutex_destroy(&raw) }
+    func lock() { pthread_mutex_lock(&raw) }
+    func unlock() { pthread_mutex_unlock(&raw) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T { lock(); defer { unlock() }; return try body() }
+}

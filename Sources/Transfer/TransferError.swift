@@ -1,0 +1,47 @@
+import Verbs
+
+/// What the transfer engine reports; every case names the operation it stopped.
+public enum TransferError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The verbs layer refused a call (registration, posting, ...).
+    case verbs(VerbsError)
+    /// A work request completed with an error: which operation, and the status
+    /// (e.g. remote access error for a wrong rkey).
+    case failed(operation: String, status: WorkCompletionStatus, vendorError: UInt32)
+    /// The connection went away with the operation outstanding.
+    case disconnected(operation: String)
+    /// A local or remote range outside what was registered; nothing was posted.
+    case outOfBounds(String)
+    /// The operation needs a right the memory was not registered with.
+    case accessDenied(String)
+    case timedOut(operation: String, after: Duration)
+    /// GPU-side work (fence, semaphore, staging copy) failed.
+    case gpu(String)
+
+    public var description: String {
+        switch self {
+        case let .verbs(e): return e.description
+        case let .failed(op, status, vendor): return "\(op) failed: \(status) (vendor error 0x\(String(vendor, radix: 16)))"
+        case let .disconnected(op): return "\(op) failed: the connection is closed"
+        case let .outOfBounds(text): return "out of bounds: \(text)"
+        case let .accessDenied(text): return "access denied: \(text)"
+        case let .timedOut(op, after): return "\(op) timed out after \(after)"
+        case let .gpu(text): return "GPU: \(text)"
+        }
+    }
+}
+
+extension TransferError {
+    init(_ error: VerbsError) {
+        switch error {
+        case let .timedOut(op, after): self = .timedOut(operation: op, after: after)
+        case let .invalidArgument(text) where text.contains("outside"): self = .outOfBounds(text)
+        default: self = .verbs(error)
+        }
+    }
+}
+
+/// Runs a verbs call, mapping its error into the engine's.
+@inline(__always)
+func verbs<T>(_ body: () throws(VerbsError) -> T) throws(TransferError) -> T {
+    do { return try body() } catch { throw TransferError(error) }
+}
