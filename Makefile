@@ -6,6 +6,9 @@ TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
 .PHONY: all deps build demo test test-host test-fabric test-two-hosts clean
 
+# Further pieces (C API, docker recipe checks, ...) bring their own rules.
+include $(wildcard mk/*.mk)
+
 all: build
 
 # Debian packages (rdma-core, QEMU, Vulkan loader, lavapipe, ...): installed only when missing.
