@@ -8,6 +8,9 @@ let package = Package(
         .library(name: "VulkanMemory", targets: ["VulkanMemory"]),
         .library(name: "Transfer", targets: ["Transfer"]),
         .executable(name: "vkverbs", targets: ["vkverbs"]),
+        // The C API (issue 7): built as libVkVerbsC.so, installed as libvkverbs.so.0 (mk/capi.mk),
+        // with Sources/VkVerbsC/include/vkverbs.h. (A product named "vkverbs" would clash with the CLI.)
+        .library(name: "VkVerbsC", type: .dynamic, targets: ["VkVerbsC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,9 +30,11 @@ let package = Package(
         ),
         .target(name: "Verbs", dependencies: ["CVerbs"]),
         .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
-        .target(name: "Transfer", dependencies: ["Verbs"]),
+        .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs"]),
+        // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
+        .target(name: "VkVerbsC", dependencies: ["Verbs", "VulkanMemory", "Transfer", "CVulkan"]),
         .executableTarget(
             name: "vkverbs",
             dependencies: [
@@ -43,6 +48,6 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "SelfTest"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest"]),
     ]
 )

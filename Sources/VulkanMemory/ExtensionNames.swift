@@ -5,10 +5,11 @@ public enum ExtensionName {
     public static let externalMemoryDMABuf = "VK_EXT_external_memory_dma_buf"
     public static let externalMemoryHost = "VK_EXT_external_memory_host"
     public static let memoryBudget = "VK_EXT_memory_budget"
+    public static let timelineSemaphore = "VK_KHR_timeline_semaphore"
     public static let debugUtils = "VK_EXT_debug_utils"
     public static let validationLayer = "VK_LAYER_KHRONOS_validation"
 
     /// The device extensions a module-made device enables when the device has them.
     public static let deviceDefaults = [externalMemoryRDMA, externalMemoryFD, externalMemoryDMABuf,
-                                        externalMemoryHost, memoryBudget]
+                                        externalMemoryHost, memoryBudget, timelineSemaphore]
 }

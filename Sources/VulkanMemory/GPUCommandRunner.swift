@@ -57,6 +57,14 @@ public final class GPUCommandRunner: @unchecked Sendable {
     /// fence (`vkWaitForFences`) up to `timeout`.
     public func run(timeout: Duration = .seconds(10),
                     _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
+        try submit(timeout: timeout, body)
+        try wait(timeout: timeout)
+    }
+
+    /// Records and submits like `run` but returns at once; `waitForCompletion` waits for the
+    /// fence. Lets the caller overlap GPU copies with other work (the staged pipeline).
+    public func submit(timeout: Duration = .seconds(10),
+                       _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
         if pending {
             // The last run timed out; it has to be done before its command buffer is touched again.
             try wait(timeout: timeout)
@@ -87,7 +95,11 @@ public final class GPUCommandRunner: @unchecked Sendable {
             }
         }
         pending = true
-        try wait(timeout: timeout)
+    }
+
+    /// Waits (`vkWaitForFences`) for the last submission; returns at once when none is pending.
+    public func waitForCompletion(timeout: Duration = .seconds(10)) throws(VulkanError) {
+        if pending { try wait(timeout: timeout) }
     }
 
     private func wait(timeout: Duration) throws(VulkanError) {

@@ -23,6 +23,9 @@ public final class VulkanDevice: @unchecked Sendable {
     public let queueFamilyIndex: UInt32
     public let enabledExtensions: Set<String>
     public let externalMemoryRDMAEnabled: Bool
+    /// Timeline semaphores (VK_KHR_timeline_semaphore with its feature) can be used: the transfer
+    /// engine waits on and signals them to order RDMA against GPU work.
+    public let timelineSemaphoreEnabled: Bool
     /// False for a borrowed device: the application destroys it.
     public let ownsHandle: Bool
     /// `vkQueueSubmit` needs the queue externally synchronized.
@@ -54,6 +57,10 @@ public final class VulkanDevice: @unchecked Sendable {
         var rdma = VkPhysicalDeviceExternalMemoryRDMAFeaturesNV()
         rdma.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_RDMA_FEATURES_NV
         rdma.externalMemoryRDMA = VkBool32(VK_TRUE)
+        let wantsTimeline = extensions.contains(ExtensionName.timelineSemaphore)
+        var timeline = VkPhysicalDeviceTimelineSemaphoreFeatures()
+        timeline.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES
+        timeline.timelineSemaphore = VkBool32(VK_TRUE)
         let device = try withCStringArray(extensions) { (names, count) throws(VulkanError) -> VkDevice in
             try withUnsafePointer(to: &priority) { (priorities) throws(VulkanError) -> VkDevice in
                 var queueInfo = VkDeviceQueueCreateInfo()
@@ -62,10 +69,14 @@ public final class VulkanDevice: @unchecked Sendable {
                 queueInfo.queueCount = 1
                 queueInfo.pQueuePriorities = priorities
                 return try withUnsafePointer(to: &queueInfo) { (queues) throws(VulkanError) -> VkDevice in
-                    try withUnsafePointer(to: &rdma) { (rdmaFeatures) throws(VulkanError) -> VkDevice in
+                    try withUnsafeMutablePointer(to: &rdma) { (rdmaFeatures) throws(VulkanError) -> VkDevice in
+                      try withUnsafeMutablePointer(to: &timeline) { (timelineFeatures) throws(VulkanError) -> VkDevice in
+                        var chain: UnsafeMutableRawPointer?
+                        if wantsTimeline { timelineFeatures.pointee.pNext = chain; chain = UnsafeMutableRawPointer(timelineFeatures) }
+                        if rdmaFeature { rdmaFeatures.pointee.pNext = chain; chain = UnsafeMutableRawPointer(rdmaFeatures) }
                         var info = VkDeviceCreateInfo()
                         info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                        info.pNext = rdmaFeature ? UnsafeRawPointer(rdmaFeatures) : nil
+                        info.pNext = UnsafeRawPointer(chain)
                         info.queueCreateInfoCount = 1
                         info.pQueueCreateInfos = queues
                         info.enabledExtensionCount = count
@@ -77,6 +88,7 @@ public final class VulkanDevice: @unchecked Sendable {
                             throw VulkanError.deviceCreation(function: "vkCreateDevice", result: .errorInitializationFailed)
                         }
                         return device
+                      }
                     }
                 }
             }
@@ -93,6 +105,7 @@ public final class VulkanDevice: @unchecked Sendable {
         queueFamilyIndex = family
         enabledExtensions = Set(extensions)
         externalMemoryRDMAEnabled = rdmaFeature
+        timelineSemaphoreEnabled = wantsTimeline
         ownsHandle = true
     }
 
@@ -106,7 +119,8 @@ public final class VulkanDevice: @unchecked Sendable {
     /// (`vkGetDeviceQueue`) must be able to transfer, and compute for `ComputeKernel`; this
     /// module submits to it under its own lock, so the application must not use it concurrently.
     public init(borrowing raw: VkDevice, physicalDevice: PhysicalDevice, enabledExtensions: [String],
-                externalMemoryRDMAEnabled: Bool = false, queueFamilyIndex: UInt32, queueIndex: UInt32 = 0)
+                externalMemoryRDMAEnabled: Bool = false, timelineSemaphoreEnabled: Bool = false,
+                queueFamilyIndex: UInt32, queueIndex: UInt32 = 0)
         throws(VulkanError)
     {
         try physicalDevice.requireVersion()
@@ -119,6 +133,7 @@ public final class VulkanDevice: @unchecked Sendable {
         self.queueFamilyIndex = queueFamilyIndex
         self.enabledExtensions = Set(enabledExtensions)
         self.externalMemoryRDMAEnabled = externalMemoryRDMAEnabled
+        self.timelineSemaphoreEnabled = timelineSemaphoreEnabled
         ownsHandle = false
     }
 
