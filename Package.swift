@@ -11,6 +11,8 @@ let package = Package(
         // The C API (issue 7): built as libVkVerbsC.so, installed as libvkverbs.so.0 (mk/capi.mk),
         // with Sources/VkVerbsC/include/vkverbs.h. (A product named "vkverbs" would clash with the CLI.)
         .library(name: "VkVerbsC", type: .dynamic, targets: ["VkVerbsC"]),
+        // The Vulkan layer VK_LAYER_VKVERBS_rdma_emulation (issue 4): libVkLayerRDMA.so, docs/vulkan-layer.md.
+        .library(name: "VkLayerRDMA", type: .dynamic, targets: ["VkLayerRDMA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,6 +37,14 @@ let package = Package(
         .target(name: "SelfTest", dependencies: ["Verbs"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
         .target(name: "VkVerbsC", dependencies: ["Verbs", "VulkanMemory", "Transfer", "CVulkan"]),
+        // Plain C; the Vulkan loader loads it through its manifest (Sources/VkLayerRDMA/manifest), so
+        // nothing links it. Only vkNegotiateLoaderLayerInterfaceVersion is exported.
+        .target(
+            name: "VkLayerRDMA",
+            exclude: ["manifest", "tools"],
+            cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
+            linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"])]
+        ),
         .executableTarget(
             name: "vkverbs",
             dependencies: [

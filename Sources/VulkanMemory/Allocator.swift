@@ -70,7 +70,8 @@ extension VulkanDevice {
         let purpose = "RDMA-address export"
         try require(ExtensionName.externalMemoryRDMA, for: purpose)
         guard externalMemoryRDMAEnabled else { throw .featureMissing("externalMemoryRDMA", neededFor: purpose) }
-        if let nic, !nic.hasPeerMemoryClient {
+        // The emulation layer's addresses are host memory: no peer-memory client is involved.
+        if let nic, !nic.hasPeerMemoryClient, try physicalDevice.externalMemoryRDMASource() != .vkverbsLayer {
             throw .nicUnsupported("no GPU peer-memory client (none of \(NICSupport.peerMemoryVersionFiles.joined(separator: ", ")))")
         }
         let memory = try physicalDevice.memorySnapshot()

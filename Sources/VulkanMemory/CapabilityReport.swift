@@ -20,6 +20,8 @@ public struct CapabilityReport: Codable, Sendable, Equatable {
     public var extensions: Extensions
     /// `VkPhysicalDeviceExternalMemoryRDMAFeaturesNV::externalMemoryRDMA`.
     public var externalMemoryRDMAFeature: Bool
+    /// Who provides VK_NV_external_memory_rdma (nil: nobody).
+    public var externalMemoryRDMASource: ExternalMemoryRDMASource?
     public var heaps: [MemoryHeapInfo]
     public var memoryTypes: [MemoryTypeInfo]
     /// Indices of the types with `VK_MEMORY_PROPERTY_RDMA_CAPABLE_BIT_NV`.
@@ -40,12 +42,45 @@ public struct CapabilityReport: Codable, Sendable, Equatable {
     }
 }
 
+/// Where a device's VK_NV_external_memory_rdma comes from.
+public enum ExternalMemoryRDMASource: String, Codable, Sendable, Hashable {
+    /// The driver: remote addresses are GPU addresses a peer-memory client resolves.
+    case driver
+    /// VK_LAYER_VKVERBS_rdma_emulation (docs/vulkan-layer.md): remote addresses are host mappings of
+    /// host-visible memory, which `ibv_reg_mr` registers without a peer-memory client.
+    case vkverbsLayer = "vkverbs-layer"
+}
+
 extension PhysicalDevice {
+    /// Who provides VK_NV_external_memory_rdma: nil when `vkEnumerateDeviceExtensionProperties` does
+    /// not list it; the layer when it is active on the instance (`vkEnumerateDeviceLayerProperties`,
+    /// which lists the instance's layers, names it) and lists the extension as its own for this
+    /// device (it does not when the driver has the extension itself); the driver otherwise.
+    public func externalMemoryRDMASource() throws(VulkanError) -> ExternalMemoryRDMASource? {
+        guard try supportedExtensions().contains(ExtensionName.externalMemoryRDMA) else { return nil }
+        var count: UInt32 = 0
+        try check(vkEnumerateDeviceLayerProperties(raw, &count, nil), "vkEnumerateDeviceLayerProperties",
+                  VulkanError.deviceEnumeration)
+        var layers = [VkLayerProperties](repeating: VkLayerProperties(), count: Int(count))
+        try check(vkEnumerateDeviceLayerProperties(raw, &count, &layers), "vkEnumerateDeviceLayerProperties",
+                  VulkanError.deviceEnumeration)
+        guard layers.prefix(Int(count)).contains(where: { string(fromCharArray: $0.layerName) == ExtensionName.rdmaEmulationLayer })
+        else { return .driver }
+        var extCount: UInt32 = 0
+        try check(vkEnumerateDeviceExtensionProperties(raw, ExtensionName.rdmaEmulationLayer, &extCount, nil),
+                  "vkEnumerateDeviceExtensionProperties", VulkanError.deviceEnumeration)
+        var props = [VkExtensionProperties](repeating: VkExtensionProperties(), count: Int(extCount))
+        try check(vkEnumerateDeviceExtensionProperties(raw, ExtensionName.rdmaEmulationLayer, &extCount, &props),
+                  "vkEnumerateDeviceExtensionProperties", VulkanError.deviceEnumeration)
+        let own = props.prefix(Int(extCount)).contains { string(fromCharArray: $0.extensionName) == ExtensionName.externalMemoryRDMA }
+        return own ? .vkverbsLayer : .driver
+    }
+
     /// Builds the report. With `pd`, the NIC is probed for dma-buf regions too
     /// (`ProtectionDomain.dmaBufSupport()`); the peer-memory files are always read. Vulkan calls:
     /// `vkEnumerateDeviceExtensionProperties`, `vkGetPhysicalDeviceFeatures2`,
     /// `vkGetPhysicalDeviceMemoryProperties2`, `vkGetPhysicalDeviceExternalBufferProperties`,
-    /// `vkGetPhysicalDeviceProperties2`.
+    /// `vkGetPhysicalDeviceProperties2`, `vkEnumerateDeviceLayerProperties`.
     public func capabilityReport(nic pd: ProtectionDomain? = nil) throws(VulkanError) -> CapabilityReport {
         try requireVersion()
         let props = properties
@@ -74,6 +109,7 @@ extension PhysicalDevice {
                 externalMemoryHost: exts.contains(ExtensionName.externalMemoryHost),
                 memoryBudget: exts.contains(ExtensionName.memoryBudget)),
             externalMemoryRDMAFeature: try supportsExternalMemoryRDMAFeature(),
+            externalMemoryRDMASource: try externalMemoryRDMASource(),
             heaps: memory.heaps, memoryTypes: memory.types,
             rdmaCapableMemoryTypes: rdmaTypes.map(\.index),
             rdmaCapableHeaps: Array(Set(rdmaTypes.map(\.heapIndex))).sorted(),

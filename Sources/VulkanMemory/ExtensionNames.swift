@@ -8,6 +8,9 @@ public enum ExtensionName {
     public static let timelineSemaphore = "VK_KHR_timeline_semaphore"
     public static let debugUtils = "VK_EXT_debug_utils"
     public static let validationLayer = "VK_LAYER_KHRONOS_validation"
+    /// This package's layer that provides VK_NV_external_memory_rdma on drivers without it
+    /// (Sources/VkLayerRDMA, docs/vulkan-layer.md).
+    public static let rdmaEmulationLayer = "VK_LAYER_VKVERBS_rdma_emulation"
 
     /// The device extensions a module-made device enables when the device has them.
     public static let deviceDefaults = [externalMemoryRDMA, externalMemoryFD, externalMemoryDMABuf,

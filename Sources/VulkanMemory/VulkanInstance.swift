@@ -16,14 +16,20 @@ public final class VulkanInstance: @unchecked Sendable {
         /// Where the messenger puts warnings and errors; one is made when nil.
         public var validationLog: ValidationLog?
         public var extraExtensions: [String]
+        /// Enables VK_LAYER_VKVERBS_rdma_emulation (below the validation layer), which provides
+        /// VK_NV_external_memory_rdma where the driver lacks it; throws `.layerMissing` when the loader
+        /// cannot find it. nil: enabled when the environment variable VKVERBS_RDMA_LAYER is "1".
+        public var rdmaEmulationLayer: Bool?
 
         public init(applicationName: String = "VkVerbs", apiVersion: APIVersion = .v1_1, validation: Bool? = nil,
-                    validationLog: ValidationLog? = nil, extraExtensions: [String] = []) {
+                    validationLog: ValidationLog? = nil, extraExtensions: [String] = [],
+                    rdmaEmulationLayer: Bool? = nil) {
             self.applicationName = applicationName
             self.apiVersion = apiVersion
             self.validation = validation
             self.validationLog = validationLog
             self.extraExtensions = extraExtensions
+            self.rdmaEmulationLayer = rdmaEmulationLayer
         }
     }
 
@@ -52,6 +58,13 @@ public final class VulkanInstance: @unchecked Sendable {
             }
             layers.append(ExtensionName.validationLayer)
             extensions.append(ExtensionName.debugUtils)
+        }
+        // After the validation layer, so validation sees the application's NV calls before the layer rewrites them.
+        if options.rdmaEmulationLayer ?? (getenv("VKVERBS_RDMA_LAYER").map { String(cString: $0) } == "1") {
+            guard try Self.availableLayers().contains(ExtensionName.rdmaEmulationLayer) else {
+                throw .layerMissing(ExtensionName.rdmaEmulationLayer)
+            }
+            layers.append(ExtensionName.rdmaEmulationLayer)
         }
         let instance = try Self.create(options: options, layers: layers, extensions: extensions, log: log)
         var messenger: VkDebugUtilsMessengerEXT?
