@@ -36,7 +36,17 @@ let package = Package(
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
-        .target(name: "VkVerbsC", dependencies: ["Verbs", "VulkanMemory", "Transfer", "CVulkan"]),
+        // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
+        // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
+        .target(
+            name: "VkVerbsC",
+            dependencies: ["Verbs", "VulkanMemory", "Transfer", "CVulkan"],
+            exclude: ["include", "vkverbs.map"],
+            linkerSettings: [.unsafeFlags([
+                "-static-stdlib", "-Xlinker", "-soname=libvkverbs.so.0",
+                "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/VkVerbsC/vkverbs.map",
+            ])]
+        ),
         // Plain C; the Vulkan loader loads it through its manifest (Sources/VkLayerRDMA/manifest), so
         // nothing links it. Only vkNegotiateLoaderLayerInterfaceVersion is exported.
         .target(

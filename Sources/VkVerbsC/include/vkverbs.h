@@ -1,0 +1,273 @@
+/*
+ * vkverbs.h: the C API of VkVerbs (libvkverbs.so), RDMA to and from Vulkan memory.
+ *
+ * C99; usable from C++ (the declarations are extern "C"). Link with
+ * `pkg-config --cflags --libs vkverbs`. See docs/c-api.md for a walk-through.
+ *
+ * OBJECTS AND OWNERSHIP
+ *   vkv_device      an RDMA device (NIC) and one protection domain on it.
+ *   vkv_vulkan      the application's VkInstance / VkPhysicalDevice / VkDevice, borrowed:
+ *                   the library never destroys them.
+ *   vkv_memory      registered memory: Vulkan memory the library allocated
+ *                   (vkv_memory_allocate), or the application's host memory
+ *                   (vkv_memory_register_host, which the application keeps valid until
+ *                   vkv_memory_close returns).
+ *   vkv_listener    a passive rdmacm endpoint; vkv_accept gives connections.
+ *   vkv_connection  an established reliable connection; posts and waits happen on it.
+ *
+ *   Every handle is made by one vkv_*_open / allocate / register / listen / accept /
+ *   connect call and released by exactly one vkv_*_close call. Handles are opaque tokens,
+ *   never dereferenced by the library: every call looks its handles up in a table of live
+ *   handles, and a token is never handed out twice. So a NULL handle, a handle already
+ *   closed, a handle of the wrong kind or garbage is refused with VKV_ERR_INVALID_HANDLE and
+ *   a message, it never crashes. (Closing returns VKV_ERR_INVALID_HANDLE for NULL, too.)
+ *
+ *   Objects keep what they need alive inside the library: a vkv_memory keeps its device's
+ *   protection domain, a vkv_connection its device, so the close calls may come in any
+ *   order; resources are freed when the last user is closed. The one order the
+ *   application must keep is Vulkan's: close every vkv_memory made with a vkv_vulkan
+ *   (and the vkv_vulkan) before destroying the VkDevice and VkInstance it wraps.
+ *
+ * ERRORS
+ *   Every call that can fail returns a vkv_status; VKV_OK is 0. On failure,
+ *   vkv_last_error_message() returns text naming the function and the cause, for the
+ *   calling thread; it stays valid until the next failing call on that thread (a
+ *   successful call does not change it). Out parameters are set to NULL / 0 on failure.
+ *
+ * THREADS
+ *   Every function may be called from any thread. Calls on one vkv_connection are
+ *   serialized inside the library (a vkv_wait holds the connection until it returns; use
+ *   a short timeout if other threads post on the same connection); calls on different
+ *   connections run in parallel. Closing a handle while another thread is inside a call
+ *   that uses it is safe: that call finishes first (or fails with VKV_ERR_INVALID_HANDLE
+ *   if it had not started), then the object is released.
+ *
+ * REMOTE DESCRIPTORS
+ *   vkv_memory_remote_descriptor() writes VKV_REMOTE_DESCRIPTOR_SIZE bytes (address,
+ *   length, rkey, big-endian) that the application sends to its peer by any means (MPI,
+ *   a socket, the private data of vkv_accept / vkv_connect). The peer passes them to
+ *   vkv_post_write / vkv_post_write_imm / vkv_post_read; ranges are checked against the
+ *   descriptor's length before anything is posted.
+ */
+#ifndef VKVERBS_H
+#define VKVERBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VKV_VERSION_MAJOR 0
+#define VKV_VERSION_MINOR 1
+/* vkv_version() returns (major << 16) | minor of the library actually loaded. */
+#define VKV_VERSION ((VKV_VERSION_MAJOR << 16) | VKV_VERSION_MINOR)
+
+#define VKV_REMOTE_DESCRIPTOR_SIZE 20
+/* Most private data bytes vkv_connect and vkv_accept can carry. The peer may see more bytes
+ * than were sent (the transport pads them): put a length or a magic word inside. */
+#define VKV_CONNECT_PRIVATE_DATA_MAX 56
+#define VKV_ACCEPT_PRIVATE_DATA_MAX 196
+
+/* Opaque handles. */
+typedef struct vkv_device_s vkv_device;
+typedef struct vkv_vulkan_s vkv_vulkan;
+typedef struct vkv_memory_s vkv_memory;
+typedef struct vkv_listener_s vkv_listener;
+typedef struct vkv_connection_s vkv_connection;
+
+typedef enum vkv_status {
+    VKV_OK = 0,
+    VKV_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a bad flag or enum value, size 0, ... */
+    VKV_ERR_INVALID_HANDLE = 2,   /* NULL, closed, or not a handle of this kind */
+    VKV_ERR_NOT_FOUND = 3,        /* no such RDMA device, no active port, wrong device for a route */
+    VKV_ERR_UNSUPPORTED = 4,      /* the device, driver or Vulkan implementation cannot do it */
+    VKV_ERR_TIMEOUT = 5,          /* a bounded wait ran out; the operation may still complete */
+    VKV_ERR_DISCONNECTED = 6,     /* the connection is closed (peer gone, operation flushed) */
+    VKV_ERR_REMOTE_ACCESS = 7,    /* the peer refused the access (wrong rkey, range, rights) */
+    VKV_ERR_OUT_OF_BOUNDS = 8,    /* a range outside the memory or the remote descriptor */
+    VKV_ERR_CONNECTION = 9,       /* connection setup failed: rejected, unreachable, unresolved */
+    VKV_ERR_COMPLETION = 10,      /* a work request completed with another error status */
+    VKV_ERR_SYSTEM = 11,          /* an OS or verbs call failed (errno in the message) */
+    VKV_ERR_VULKAN = 12,          /* a Vulkan call failed (VkResult in the message) */
+    VKV_ERR_OUT_OF_MEMORY = 13,
+    VKV_ERR_INTERNAL = 14
+} vkv_status;
+
+/* How vkv_memory_allocate makes Vulkan memory reachable by the NIC, best first. */
+typedef enum vkv_memory_strategy {
+    VKV_STRATEGY_AUTO = 0,                /* try each of the following in order */
+    VKV_STRATEGY_RDMA_ADDRESS = 1,        /* VK_NV_external_memory_rdma + GPU peer-memory client */
+    VKV_STRATEGY_DMA_BUF = 2,             /* VK_EXT_external_memory_dma_buf, ibv_reg_dmabuf_mr */
+    VKV_STRATEGY_HOST_POINTER_IMPORT = 3, /* VK_EXT_external_memory_host: host pages imported */
+    VKV_STRATEGY_HOST_VISIBLE = 4,        /* host-visible, host-coherent memory, mapped */
+    VKV_STRATEGY_STAGED = 5,              /* device-local buffer + registered staging buffer */
+    VKV_STRATEGY_HOST = 6                 /* reported for vkv_memory_register_host memory */
+} vkv_memory_strategy;
+
+/* Access rights of registered memory (bit flags). REMOTE_WRITE implies LOCAL_WRITE. */
+enum {
+    VKV_ACCESS_LOCAL_WRITE = 1,  /* the NIC may write it: receives, RDMA read targets */
+    VKV_ACCESS_REMOTE_WRITE = 2, /* peers may RDMA-write it */
+    VKV_ACCESS_REMOTE_READ = 4,  /* peers may RDMA-read it */
+    VKV_ACCESS_REMOTE = 7
+};
+
+/* vkv_vulkan_open flags. */
+enum {
+    /* The application enabled VK_NV_external_memory_rdma *and* the externalMemoryRDMA feature
+     * (VkPhysicalDeviceExternalMemoryRDMAFeaturesNV in VkDeviceCreateInfo.pNext). */
+    VKV_VULKAN_EXTERNAL_MEMORY_RDMA = 1
+};
+
+typedef enum vkv_opcode {
+    VKV_OP_WRITE = 1,
+    VKV_OP_WRITE_IMM = 2,
+    VKV_OP_READ = 3,
+    VKV_OP_SEND = 4,
+    VKV_OP_RECV = 5
+} vkv_opcode;
+
+/* What vkv_wait reports about a completed operation. */
+typedef struct vkv_completion {
+    uint64_t op;         /* the id the post call returned */
+    uint32_t opcode;     /* vkv_opcode */
+    uint32_t has_imm;    /* 1 when imm is valid (a receive consumed by a write-with-imm) */
+    uint32_t imm;        /* the immediate value, host byte order */
+    uint32_t reserved;
+    uint64_t byte_count; /* receive: the bytes that arrived; others: the length posted */
+} vkv_completion;
+
+/* ---- Library --------------------------------------------------------------------- */
+
+uint32_t vkv_version(void);
+/* The enumerator's name, e.g. "VKV_ERR_TIMEOUT" (a static string). */
+const char *vkv_status_string(vkv_status status);
+/* The calling thread's message for its last failed call ("" if none). Do not free. */
+const char *vkv_last_error_message(void);
+/* How many handles are open (all kinds): for leak checks in tests. */
+size_t vkv_live_handle_count(void);
+
+/* ---- Vulkan (the application's own instance and device) ---------------------------- */
+
+/* The device extensions the library can use that physical_device supports (all it knows
+ * when physical_device is VK_NULL_HANDLE). Vulkan's two-call idiom: with names NULL,
+ * *count receives the number; otherwise *count is the capacity of names and receives the
+ * number written (VKV_ERR_OUT_OF_BOUNDS if there was not room for all). The strings are
+ * static. Enable them in vkCreateDevice; the instance must be Vulkan 1.1 or newer. None is
+ * strictly required: without any, VKV_STRATEGY_HOST_VISIBLE and STAGED still work. */
+vkv_status vkv_vulkan_required_device_extensions(VkPhysicalDevice physical_device, const char **names,
+                                                 uint32_t *count);
+
+/* Wraps the application's handles. api_version: what it put in VkApplicationInfo (>= 1.1).
+ * enabled_extensions: the device extensions it enabled (the strategies are chosen from
+ * them). queue_family_index: a family of a queue created with the device (queue 0 is
+ * used for the staging copies of VKV_STRATEGY_STAGED, under the library's lock). */
+vkv_status vkv_vulkan_open(VkInstance instance, uint32_t api_version, VkPhysicalDevice physical_device,
+                           VkDevice device, uint32_t queue_family_index, const char *const *enabled_extensions,
+                           uint32_t enabled_extension_count, uint32_t flags, vkv_vulkan **out);
+vkv_status vkv_vulkan_close(vkv_vulkan *vulkan);
+
+/* ---- RDMA device ------------------------------------------------------------------- */
+
+/* Opens the RDMA device called name (e.g. "rxe0", "mlx5_0"), or with name NULL the first
+ * device with an active port. VKV_ERR_NOT_FOUND names the devices there are. */
+vkv_status vkv_device_open(const char *name, vkv_device **out);
+/* Copies the device's name, NUL-terminated, into name[0..capacity). */
+vkv_status vkv_device_name(vkv_device *device, char *name, size_t capacity);
+vkv_status vkv_device_close(vkv_device *device);
+
+/* ---- Memory ------------------------------------------------------------------------ */
+
+/* Allocates size bytes of Vulkan memory on vulkan's device with the strategy asked for
+ * (VKV_STRATEGY_AUTO: the best that works) and registers it with device for access
+ * (VKV_ACCESS_*). The memory is freed by vkv_memory_close. */
+vkv_status vkv_memory_allocate(vkv_device *device, vkv_vulkan *vulkan, uint64_t size,
+                               vkv_memory_strategy strategy, uint32_t access, vkv_memory **out);
+/* Registers length bytes of the application's memory at address (page-aligned memory is
+ * best). The application owns the memory and keeps it valid until vkv_memory_close. */
+vkv_status vkv_memory_register_host(vkv_device *device, void *address, size_t length, uint32_t access,
+                                    vkv_memory **out);
+vkv_status vkv_memory_size(vkv_memory *memory, uint64_t *size);
+/* The strategy actually used (VKV_STRATEGY_HOST for registered host memory). */
+vkv_status vkv_memory_get_strategy(vkv_memory *memory, vkv_memory_strategy *strategy);
+/* The bytes as the host sees them (for STAGED: the staging buffer); valid until close.
+ * VKV_ERR_UNSUPPORTED for RDMA_ADDRESS and DMA_BUF memory, which has no mapping. */
+vkv_status vkv_memory_host_pointer(vkv_memory *memory, void **pointer);
+/* The VkBuffer covering the memory, for the application's GPU work, and for STAGED the
+ * staging VkBuffer the NIC uses (VK_NULL_HANDLE otherwise); either pointer may be NULL.
+ * The library owns both buffers. VKV_ERR_UNSUPPORTED for registered host memory. */
+vkv_status vkv_memory_vk_buffer(vkv_memory *memory, VkBuffer *buffer, VkBuffer *staging_buffer);
+/* Writes the descriptor a peer needs to RDMA into / out of this memory. Needs remote access. */
+vkv_status vkv_memory_remote_descriptor(vkv_memory *memory, uint8_t descriptor[VKV_REMOTE_DESCRIPTOR_SIZE]);
+vkv_status vkv_memory_close(vkv_memory *memory);
+
+/* ---- Connections ------------------------------------------------------------------- */
+
+/* Timeouts are in milliseconds; a negative timeout means no limit. */
+
+/* Listens on address (an IP address of the RDMA device; NULL: every address) and port
+ * (0: an ephemeral port, see vkv_listener_port). */
+vkv_status vkv_listen(vkv_device *device, const char *address, uint16_t port, vkv_listener **out);
+vkv_status vkv_listener_port(vkv_listener *listener, uint16_t *port);
+/* Waits for a connection request and accepts it, sending private_data (at most
+ * VKV_ACCEPT_PRIVATE_DATA_MAX bytes, may be NULL with length 0) to the peer. */
+vkv_status vkv_accept(vkv_listener *listener, const void *private_data, size_t private_data_length,
+                      int32_t timeout_ms, vkv_connection **out);
+vkv_status vkv_listener_close(vkv_listener *listener);
+
+/* Connects to host:port through device (the route to host must go out of it), sending
+ * private_data (at most VKV_CONNECT_PRIVATE_DATA_MAX bytes). Nothing listening there:
+ * VKV_ERR_CONNECTION; no answer: VKV_ERR_TIMEOUT. */
+vkv_status vkv_connect(vkv_device *device, const char *host, uint16_t port, const void *private_data,
+                       size_t private_data_length, int32_t timeout_ms, vkv_connection **out);
+/* The private data the peer sent while connecting (possibly padded by the transport).
+ * With buffer NULL, *length receives its size; otherwise up to capacity bytes are copied,
+ * *length receives how many, and VKV_ERR_OUT_OF_BOUNDS says some did not fit. */
+vkv_status vkv_connection_peer_data(vkv_connection *connection, void *buffer, size_t capacity, size_t *length);
+/* Disconnects (waiting at most 2 s for the peer's acknowledgement) and releases it.
+ * Operations still outstanding are abandoned. */
+vkv_status vkv_connection_close(vkv_connection *connection);
+
+/* ---- Transfers --------------------------------------------------------------------- */
+
+/* Each post returns in *op an id for vkv_wait. Ranges are checked first: a local range
+ * outside memory, or a remote one outside the descriptor, is VKV_ERR_OUT_OF_BOUNDS and
+ * nothing is posted. Memory must be registered on the connection's device. Large writes
+ * and reads are split into work requests of the port's message size. */
+
+/* RDMA write of memory[offset, offset+length) to the peer's memory at remote_offset. */
+vkv_status vkv_post_write(vkv_connection *connection, vkv_memory *memory, uint64_t offset, uint64_t length,
+                          const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, uint64_t *op);
+/* The same, then the peer's next posted receive completes with imm (after all the bytes). */
+vkv_status vkv_post_write_imm(vkv_connection *connection, vkv_memory *memory, uint64_t offset, uint64_t length,
+                              const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset,
+                              uint32_t imm, uint64_t *op);
+/* RDMA read of the peer's memory at remote_offset into memory[offset, offset+length)
+ * (memory needs VKV_ACCESS_LOCAL_WRITE). */
+vkv_status vkv_post_read(vkv_connection *connection, vkv_memory *memory, uint64_t offset, uint64_t length,
+                         const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, uint64_t *op);
+/* Sends one message (memory may be NULL when length is 0); the peer must have a receive
+ * posted that can hold it. */
+vkv_status vkv_post_send(vkv_connection *connection, vkv_memory *memory, uint64_t offset, uint64_t length,
+                         uint64_t *op);
+/* Posts a receive for the next incoming send or write-with-imm (memory may be NULL when
+ * length is 0, enough for write-with-imm). Receives complete in the order posted. */
+vkv_status vkv_post_recv(vkv_connection *connection, vkv_memory *memory, uint64_t offset, uint64_t length,
+                         uint64_t *op);
+
+/* Waits up to timeout_ms (0: only check, < 0: no limit) for operation op to complete and
+ * fills *completion (may be NULL). Each op is waited for once; waiting again, or for an id
+ * never returned on this connection, is VKV_ERR_INVALID_ARGUMENT. VKV_ERR_TIMEOUT leaves
+ * the op pending (wait again). An operation that fails (e.g. VKV_ERR_REMOTE_ACCESS,
+ * VKV_ERR_DISCONNECTED) leaves the connection failed: later calls report the same error;
+ * close it. */
+vkv_status vkv_wait(vkv_connection *connection, uint64_t op, int32_t timeout_ms, vkv_completion *completion);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* VKVERBS_H */
