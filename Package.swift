@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "Verbs", dependencies: ["CVerbs"]),
         .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
         .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
+        .target(name: "PingPong", dependencies: ["Verbs", "VulkanMemory", "CVerbs"]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
@@ -58,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "SelfTest",
+                "Verbs", "SelfTest", "PingPong", "VulkanMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -68,6 +69,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "Verbs", "VulkanMemory", "SelfTest"]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest"]),
     ]
 )

@@ -91,10 +91,16 @@ public struct ConnectionFailure: Equatable, Sendable, CustomStringConvertible {
     /// Private data the peer sent with a reject, if any.
     public var privateData: [UInt8]
 
+    /// A connect that found no listener (the server is not up, or the port is wrong).
+    public var isNoListener: Bool { reason == .rejected && status == 8 }
+
     public var description: String {
         var text = "\(reason.rawValue) (\(event), status \(status)"
         if status < 0 { text += ": \(errnoText(-status))" }
-        if reason == .rejected && status == 28 { text += ": nothing listens there" }
+        // IB CM reject reasons rdmacm passes through: 8 is an unknown service ID, i.e. no
+        // listener on that port; 28 is a reject by the peer's application.
+        if reason == .rejected && status == 8 { text += ": nothing listens there" }
+        if reason == .rejected && status == 28 { text += ": refused by the peer's application" }
         return text + ")"
     }
 }

@@ -36,8 +36,12 @@ final class HostTests: XCTestCase {
     }
 
     func testRejectDescriptionExplainsNoListener() {
-        let f = ConnectionFailure(reason: .rejected, event: "RDMA_CM_EVENT_REJECTED", status: 28, privateData: [])
+        let f = ConnectionFailure(reason: .rejected, event: "RDMA_CM_EVENT_REJECTED", status: 8, privateData: [])
         XCTAssertTrue(f.description.contains("nothing listens"), f.description)
+        XCTAssertTrue(f.isNoListener)
+        let byApp = ConnectionFailure(reason: .rejected, event: "RDMA_CM_EVENT_REJECTED", status: 28, privateData: [])
+        XCTAssertTrue(byApp.description.contains("application"), byApp.description)
+        XCTAssertFalse(byApp.isNoListener)
     }
 
     func testGIDFormatting() {

@@ -11,10 +11,15 @@ struct VkVerbsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vkverbs",
         abstract: "Vulkan GPU memory to RDMA NICs: device report, self-test, exchange between hosts.",
-        subcommands: [Devices.self, SelfTestCommand.self, ExchangeCommand.self])
+        subcommands: [Devices.self, SelfTestCommand.self, ExchangeCommand.self, PingPongCommand.self])
 }
 
 /// Prints a message for a typed error and exits non-zero.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("vkverbs: error: \(message)\n".utf8))
+    exit(1)
+}
+
 func fail(_ error: any Error) -> Never {
     FileHandle.standardError.write(Data("vkverbs: error: \(error)\n".utf8))
     exit(1)

@@ -1,0 +1,236 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVerbs
+import Verbs
+import VulkanMemory
+
+/// The measuring side of `vkverbs pingpong`.
+public enum PingPongClient {
+    /// Connects to `host`:`port` and measures every size of `config`. `progress` gets a line
+    /// now and then on long runs; Ctrl-C (`stopRequested`) ends the run with what was measured.
+    /// While nothing listens yet, the connect is retried for `retry` (a server still starting).
+    public static func run(host: String, port: UInt16, config: PingPongConfiguration, retry: Duration = .zero,
+                           vulkan: () throws(VulkanError) -> VulkanDevice,
+                           progress: (String) -> Void = { _ in }) throws(PingPongError) -> PingPongResult {
+        let deadline = ContinuousClock.now + retry
+        while true {
+            do {
+                return try runOnce(host: host, port: port, config: config, vulkan: vulkan, progress: progress)
+            } catch let error {
+                guard case let .verbs(.connection(failure)) = error, failure.isNoListener, ContinuousClock.now < deadline,
+                      !stopRequested.load(ordering: .relaxed) else { throw error }
+                usleep(250_000)
+            }
+        }
+    }
+
+    static func runOnce(host: String, port: UInt16, config: PingPongConfiguration,
+                        vulkan: () throws(VulkanError) -> VulkanDevice,
+                        progress: (String) -> Void) throws(PingPongError) -> PingPongResult {
+        try v { () throws(VerbsError) in try config.validate() }
+        let route: ResolvedRoute
+        do { route = try ResolvedRoute.resolve(host: host, port: port, timeout: config.timeout) } catch { throw .verbs(error) }
+        let r = try Resources.make(context: route.context, config: config.memory, bufferSize: config.bufferSize,
+                                   window: config.window, vulkan: vulkan)
+        if config.operation == .write && config.measurement == .latency && r.memory.hostBytes == nil {
+            throw .protocolError("write latency spins on the buffer's last byte, which the host cannot see in \(r.memory.description); use --op write-imm")
+        }
+        let deviceName = route.context.name
+        let connection: Connection
+        do {
+            let prepared = try route.prepare(pd: r.pd, sendCQ: r.send, receiveCQ: r.receive,
+                                             capabilities: Resources.capabilities(window: config.window, inline: 0))
+            if config.operation == .send || config.operation == .writeImm {
+                for _ in 0..<Peer.receiveDepth {
+                    try prepared.queuePair.postReceive(id: 0, segment: try r.memory.region.segment(offset: 0, length: config.bufferSize))
+                }
+            }
+            connection = try prepared.connect(privateData: Handshake.request(config, buffer: r.memory.region.remoteBuffer,
+                                                                             mailbox: r.mailbox.remoteBuffer), timeout: config.timeout)
+        } catch {
+            throw .verbs(error)
+        }
+        let peer = Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
+        let answer = try v { () throws(VerbsError) in try Handshake.decodeAnswer(connection.peerPrivateData) }
+        peer.peerBuffer = answer.buffer
+        peer.peerMailbox = answer.mailbox
+        defer { try? connection.disconnect(timeout: .seconds(2)) }
+        if config.operation == .send || config.operation == .writeImm { peer.postedReceives = Peer.receiveDepth }
+
+        var result = PingPongResult(operation: config.operation, measurement: config.measurement,
+                                    memory: r.memory.description, device: deviceName)
+        for size in config.sizes {
+            do throws(PingPongError) {
+                if config.measurement == .latency {
+                    let samples = try latency(peer, config, size: size, progress: progress)
+                    if let stats = LatencyStatistics(bytes: size, samples: samples, halve: config.operation.halvesRoundTrip) {
+                        result.latency.append(stats)
+                    }
+                } else {
+                    let points = try bandwidth(peer, config, size: size, progress: progress)
+                    if let stats = BandwidthStatistics(bytes: size, checkpoints: points) { result.bandwidth.append(stats) }
+                }
+            } catch .interrupted {
+                result.interrupted = true
+                return result
+            }
+        }
+        try? peer.sendControl(.bye)
+        return result
+    }
+
+    /// How many iterations to run after the warm-up: the count asked, or as many as fit the duration.
+    private static func measuredCount(_ config: PingPongConfiguration, warmupNanoseconds: UInt64) -> Int {
+        guard let duration = config.duration else { return config.iterations }
+        let perIteration = max(1, warmupNanoseconds / UInt64(max(1, config.warmup)))
+        let wanted = UInt64(duration.components.seconds) * 1_000_000_000 / perIteration
+        return max(1, min(config.iterations, Int(wanted)))
+    }
+
+    private static func startStep(_ peer: Peer, size: Int, total: Int) throws(PingPongError) {
+        if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
+        try peer.sendControl(.start, UInt64(size), UInt64(total))
+        _ = try peer.receiveControl(.ready, what: "waiting for the server to get ready")
+    }
+
+    private static func finishStep(_ peer: Peer, count: Int) throws(PingPongError) {
+        try peer.sendControl(.done, UInt64(count))
+        _ = try peer.receiveControl(.done, what: "waiting for the server to finish the step")
+    }
+
+    static func latency(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
+                        progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
+        let cap = config.warmup + config.iterations
+        try startStep(peer, size: size, total: cap)
+        let send = try peer.sendSegment(size)
+        let receive = try peer.receiveSegment(size)
+        var samples: [UInt64] = []
+        samples.reserveCapacity(config.iterations)
+        var measured = config.iterations
+        var warmupStart: UInt64 = 0
+        var lastReport = vkv_monotonic_ns()
+        var i = 0
+        while i < config.warmup + measured {
+            if stopRequested.load(ordering: .relaxed) {
+                try? finishStep(peer, count: i)
+                throw .interrupted
+            }
+            if i == 0 { warmupStart = vkv_monotonic_ns() }
+            if i == config.warmup && config.duration != nil {
+                measured = measuredCount(config, warmupNanoseconds: vkv_monotonic_ns() - warmupStart)
+            }
+            let t0 = vkv_monotonic_ns()
+            switch config.operation {
+            case .write:
+                let t = tag(i)
+                (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: t, as: UInt8.self)
+                try peer.post(.write(peer.peerBuffer, offset: 0), segment: send)
+                try peer.waitLastByte(size: size, tag: t, "waiting for the server's write")
+            case .writeImm:
+                try peer.post(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: UInt32(i)), segment: send)
+                guard try peer.waitReceive("waiting for the server's write with immediate") != nil else { throw .protocolError("server ended the step") }
+            case .send:
+                try peer.post(.send, segment: send)
+                guard try peer.waitReceive("waiting for the server's reply") != nil else { throw .protocolError("server ended the step") }
+            case .read:
+                try peer.post(.read(peer.peerBuffer, offset: 0), segment: receive, signaled: true)
+                try peer.waitSend("waiting for the read")
+            }
+            let t1 = vkv_monotonic_ns()
+            try peer.reapSends()
+            if i >= config.warmup { samples.append(t1 - t0) }
+            i += 1
+            if t1 - lastReport > 2_000_000_000 {
+                progress("\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
+                lastReport = t1
+            }
+        }
+        try peer.waitSend("draining the send queue")
+        try finishStep(peer, count: i)
+        return samples
+    }
+
+    static func bandwidth(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
+                          progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
+        try startStep(peer, size: size, total: config.warmup + config.iterations)
+        let op: SendOperation
+        let segment: LocalSegment
+        switch config.operation {
+        case .write: op = .write(peer.peerBuffer, offset: 0); segment = try peer.sendSegment(size)
+        case .writeImm: op = .writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0); segment = try peer.sendSegment(size)
+        case .send: op = .send; segment = try peer.sendSegment(size)
+        case .read: op = .read(peer.peerBuffer, offset: 0); segment = try peer.receiveSegment(size)
+        }
+        do throws(PingPongError) {
+            var measured = config.iterations
+            if config.warmup > 0 {
+                let warm = try stream(peer, op, segment, count: config.warmup, window: config.window, label: nil, progress: progress)
+                if config.duration != nil, let last = warm.last { measured = measuredCount(config, warmupNanoseconds: max(1, last.nanoseconds)) }
+            }
+            let points = try stream(peer, op, segment, count: measured, window: config.window,
+                                    label: formatBytes(size), progress: progress)
+            try finishStep(peer, count: config.warmup + measured)
+            return points
+        } catch .interrupted {
+            try? finishStep(peer, count: 0)
+            throw .interrupted
+        }
+    }
+
+    /// Posts `count` messages keeping `window` in flight, every `moderation`-th and the last one
+    /// signaled, and returns (messages done, nanoseconds) at each signaled completion.
+    private static func stream(_ peer: Peer, _ op: SendOperation, _ segment: LocalSegment, count: Int, window: Int,
+                               label: String?, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
+        let moderation = max(1, min(64, window / 2))
+        let qp = peer.qp
+        var checkpoints: [(count: Int, nanoseconds: UInt64)] = []
+        checkpoints.reserveCapacity(count / moderation + 2)
+        var posted = 0, completed = 0
+        let start = vkv_monotonic_ns()
+        var lastProgress = start, lastReport = start
+        while completed < count {
+            if stopRequested.load(ordering: .relaxed) { throw .interrupted }
+            while posted < count && posted - completed < window {
+                let signaled = (posted + 1) % moderation == 0 || posted + 1 == count
+                try v { () throws(VerbsError) in
+                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: op, segment: segment, signaled: signaled))
+                }
+                posted += 1
+            }
+            var failure: WorkCompletion?
+            let n = (try? qp.sendCQ.poll(max: 16) { wc in
+                if !wc.isSuccess { failure = wc; return }
+                completed = Int(wc.workRequestID)
+                checkpoints.append((completed, vkv_monotonic_ns() - start))
+            }) ?? 0
+            if let failure { do { try failure.check() } catch { throw .verbs(error) } }
+            let now = vkv_monotonic_ns()
+            if n > 0 {
+                lastProgress = now
+            } else {
+                if now - lastProgress > peer.timeoutNanoseconds { throw .timedOut("waiting for completions (\(completed) of \(count))") }
+                try peer.checkAliveEvery(4096)
+            }
+            if let label, now - lastReport > 2_000_000_000 {
+                progress("\(label): \(completed)/\(count) messages")
+                lastReport = now
+            }
+        }
+        return checkpoints
+    }
+}
+
+extension Peer {
+    /// `checkAlive` costs a system call; spin loops call it every `n`-th time.
+    func checkAliveEvery(_ n: Int) throws(PingPongError) {
+        aliveCounter += 1
+        if aliveCounter % n == 0 { try checkAlive("waiting for completions") }
+    }
+}
+
+public func formatBytes(_ n: Int) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    if n >= 1 << 10 && n % (1 << 10) == 0 { return "\(n >> 10) KiB" }
+    return "\(n) B"
+}

@@ -1,0 +1,67 @@
+import Verbs
+import VulkanMemory
+
+/// The buffer a side measures with: host memory, or a Vulkan allocation of the asked strategy.
+final class PingPongMemory {
+    let region: MemoryRegion
+    /// Where the host can see the bytes (nil for memory only the GPU and NIC reach).
+    let hostBytes: UnsafeMutableRawPointer?
+    let description: String
+
+    init(kind: MemoryKind, size: Int, pd: ProtectionDomain, vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError) {
+        do {
+            if kind == .host {
+                let buffer = try HostBuffer(count: size)
+                region = try pd.register(buffer, access: .remote)
+                hostBytes = buffer.pointer
+                description = "host memory"
+                return
+            }
+            let strategy: MemoryStrategy?
+            switch kind {
+            case .auto, .host: strategy = nil
+            case .rdmaAddress: strategy = .rdmaAddress
+            case .dmaBuf: strategy = .dmaBuf
+            case .hostPointerImport: strategy = .hostPointerImport
+            case .hostVisible: strategy = .hostVisible
+            case .staged: strategy = .staged
+            }
+            let allocation = try vulkan().allocate(size: UInt64(size), strategy: strategy, nic: pd)
+            region = try allocation.registrable.register(with: pd, access: .remote)
+            hostBytes = allocation.hostBytes?.baseAddress
+            description = "Vulkan \(allocation.strategy) on \(allocation.device.physicalDevice.name)"
+                + (allocation.strategy == .staged ? " (the NIC works on the registered staging buffer)" : "")
+        } catch let error as VerbsError {
+            throw .verbs(error)
+        } catch let error as VulkanError {
+            throw .vulkan(error)
+        } catch {
+            throw .protocolError("\(error)")
+        }
+    }
+}
+
+public enum PingPongError: Error, CustomStringConvertible, Sendable {
+    case verbs(VerbsError)
+    case vulkan(VulkanError)
+    case protocolError(String)
+    case peerGone(String)
+    case timedOut(String)
+    case interrupted
+
+    public var description: String {
+        switch self {
+        case let .verbs(e): return e.description
+        case let .vulkan(e): return "Vulkan: \(e)"
+        case let .protocolError(text): return "protocol: \(text)"
+        case let .peerGone(text): return "the peer went away \(text)"
+        case let .timedOut(text): return "timed out \(text)"
+        case .interrupted: return "interrupted"
+        }
+    }
+}
+
+@inline(__always)
+func v<T>(_ body: () throws(VerbsError) -> T) throws(PingPongError) -> T {
+    do { return try body() } catch { throw .verbs(error) }
+}

@@ -1,0 +1,198 @@
+import CVerbs
+import Synchronization
+import Verbs
+
+/// Set from a signal handler (Ctrl-C): loops stop and report what they measured.
+public let stopRequested = Atomic<Bool>(false)
+
+enum ControlKind: UInt64 { case start = 1, ready, done, bye }
+
+/// What both sides share: the connection, the data buffer, a mailbox the peer RDMA-writes
+/// control messages into (so control never competes with data for posted receives), and
+/// the spin loops with their timeouts.
+final class Peer {
+    let connection: Connection
+    let memory: PingPongMemory
+    let mailbox: MemoryRegion
+    let outbox: MemoryRegion
+    var peerBuffer = RemoteBuffer(address: 0, length: 0, rkey: 0)
+    var peerMailbox = RemoteBuffer(address: 0, length: 0, rkey: 0)
+    let timeout: Duration
+    private var sendSeq: UInt64 = 0
+    private var receiveSeq: UInt64 = 0
+    private var wrID: UInt64 = 0
+    private var unsignaled = 0
+    var postedReceives = 0
+    static let receiveDepth = 64
+    static let mailboxSize = 32
+
+    var qp: QueuePair { connection.queuePair }
+
+    init(connection: Connection, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion, timeout: Duration) {
+        self.connection = connection
+        self.memory = memory
+        self.mailbox = mailbox
+        self.outbox = outbox
+        self.timeout = timeout
+    }
+
+    var timeoutNanoseconds: UInt64 { UInt64(timeout.components.seconds) * 1_000_000_000 + UInt64(timeout.components.attoseconds / 1_000_000_000) }
+
+    /// Set by the spin loops when the peer's next control message has arrived (the client
+    /// ended the step early); the loop then stops and the message is read as usual.
+    var watchMailbox = false
+    var peerFinishedEarly = false
+
+    /// Fails when the peer disconnected (read from the connection's events) or the user stopped.
+    func checkAlive(_ what: String) throws(PingPongError) {
+        if stopRequested.load(ordering: .relaxed) { throw .interrupted }
+        if !connection.processEvents() { throw .peerGone("while \(what)") }
+        if watchMailbox && controlArrived { peerFinishedEarly = true }
+    }
+
+    /// Whether the next control message is there (without consuming it).
+    var controlArrived: Bool {
+        let box = mailbox.bytes!.baseAddress!
+        return vkv_load_acquire_u64(box) == receiveSeq + 1 && vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq + 1
+    }
+
+    // MARK: Control messages through the mailbox
+
+    func sendControl(_ kind: ControlKind, _ a: UInt64 = 0, _ b: UInt64 = 0) throws(PingPongError) {
+        sendSeq += 1
+        let out = outbox.bytes!
+        // The sequence number opens and (in the kind word's high bits) closes the message, so
+        // a message still being placed by the NIC never passes for a whole one.
+        out.storeBytes(of: sendSeq, toByteOffset: 0, as: UInt64.self)
+        out.storeBytes(of: a, toByteOffset: 8, as: UInt64.self)
+        out.storeBytes(of: b, toByteOffset: 16, as: UInt64.self)
+        out.storeBytes(of: kind.rawValue | sendSeq << 8, toByteOffset: 24, as: UInt64.self)
+        try post(.write(peerMailbox, offset: 0), segment: try v { () throws(VerbsError) in try outbox.segment() }, signaled: true)
+        try waitSend("sending a control message")
+    }
+
+    func receiveControl(_ expected: ControlKind?, what: String) throws(PingPongError) -> (ControlKind, UInt64, UInt64) {
+        receiveSeq += 1
+        let box = mailbox.bytes!.baseAddress!
+        let start = vkv_monotonic_ns()
+        var spins = 0
+        while true {
+            if vkv_load_acquire_u64(box) == receiveSeq, vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq {
+                break
+            }
+            spins += 1
+            if spins & 0xFFF == 0 {
+                try checkAlive(what)
+                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+            }
+        }
+        let kindWord = vkv_load_acquire_u64(box + 24) & 0xFF
+        guard let kind = ControlKind(rawValue: kindWord) else { throw .protocolError("unknown control message \(kindWord)") }
+        if let expected, kind != expected { throw .protocolError("expected \(expected), got \(kind) \(what)") }
+        return (kind, vkv_load_acquire_u64(box + 8), vkv_load_acquire_u64(box + 16))
+    }
+
+    // MARK: Posting and polling
+
+    /// Posts one request; unsignaled ones are retired by the next signaled one, and one in
+    /// 32 is signaled so the send queue never fills up with unretired requests.
+    func post(_ op: SendOperation, segment: LocalSegment?, signaled: Bool = false, inline: Bool = false) throws(PingPongError) {
+        wrID += 1
+        let signal = signaled || unsignaled >= 31
+        try v { () throws(VerbsError) in
+            try qp.postSend(SendRequest(id: wrID, operation: op, segment: segment, signaled: signal, inline: inline))
+        }
+        if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
+    }
+
+    var pendingSignals = 0
+    var aliveCounter = 0
+
+    /// Retires send completions that are there, without waiting.
+    func reapSends() throws(PingPongError) {
+        while pendingSignals > 0 {
+            var failure: WorkCompletion?
+            let n = (try? qp.sendCQ.poll(max: 16) { wc in if !wc.isSuccess { failure = wc } }) ?? 0
+            if let failure { do { try failure.check() } catch { throw .verbs(error) } }
+            if n == 0 { return }
+            pendingSignals -= n
+        }
+    }
+
+    /// Waits for every signaled send to complete.
+    func waitSend(_ what: String) throws(PingPongError) {
+        let start = vkv_monotonic_ns()
+        var spins = 0
+        while pendingSignals > 0 {
+            try reapSends()
+            spins += 1
+            if spins & 0xFFF == 0 {
+                try checkAlive(what)
+                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+            }
+        }
+    }
+
+    /// Busy-polls the receive queue for one completion and posts a new receive in its place.
+    func waitReceive(_ what: String) throws(PingPongError) -> WorkCompletion? {
+        let start = vkv_monotonic_ns()
+        var spins = 0
+        while true {
+            var got: WorkCompletion?
+            _ = try? qp.receiveCQ.poll(max: 1) { got = $0 }
+            if let wc = got {
+                guard wc.isSuccess else {
+                    if wc.status == .flushed { throw .peerGone("while \(what)") }
+                    do { try wc.check() } catch { throw .verbs(error) }
+                    throw .protocolError("receive failed with \(wc.status)")
+                }
+                postedReceives -= 1
+                try postReceives()
+                return wc
+            }
+            spins += 1
+            if spins & 0xFFF == 0 {
+                try checkAlive(what)
+                if peerFinishedEarly { return nil }
+                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+            }
+        }
+    }
+
+    /// Keeps `receiveDepth` receives posted into the receive half (sends and write-with-immediate consume them).
+    func postReceives() throws(PingPongError) {
+        while postedReceives < Self.receiveDepth {
+            try v { () throws(VerbsError) in try qp.postReceive(id: 0, segment: try memory.region.segment(offset: 0, length: half)) }
+            postedReceives += 1
+        }
+    }
+
+    /// The buffer's halves: peers write and send into the first, we post from the second.
+    var half: Int { memory.region.length / 2 }
+
+    func sendSegment(_ size: Int) throws(PingPongError) -> LocalSegment {
+        try v { () throws(VerbsError) in try memory.region.segment(offset: half, length: size) }
+    }
+
+    func receiveSegment(_ size: Int) throws(PingPongError) -> LocalSegment {
+        try v { () throws(VerbsError) in try memory.region.segment(offset: 0, length: size) }
+    }
+
+    /// Spins until the last byte of the first `size` bytes of our buffer holds `tag` (write latency).
+    /// Returns false when the peer ended the step instead.
+    @discardableResult
+    func waitLastByte(size: Int, tag: UInt8, _ what: String) throws(PingPongError) -> Bool {
+        let p = memory.hostBytes! + (size - 1)
+        let start = vkv_monotonic_ns()
+        var spins = 0
+        while vkv_load_acquire_u8(p) != tag {
+            spins += 1
+            if spins & 0xFFFF == 0 {
+                try checkAlive(what)
+                if peerFinishedEarly { return false }
+                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+            }
+        }
+        return true
+    }
+}

@@ -1,0 +1,39 @@
+import CVerbs
+import Verbs
+import VulkanMemory
+
+/// Everything measured in one run; what an interrupted run had measured is kept.
+public struct PingPongResult: Codable, Sendable {
+    public var operation: RDMAOperation
+    public var measurement: MeasurementKind
+    public var memory: String
+    public var device: String
+    public var latency: [LatencyStatistics] = []
+    public var bandwidth: [BandwidthStatistics] = []
+    public var interrupted = false
+}
+
+/// Builds both sides' resources the same way.
+enum Resources {
+    static func make(context: Context, config kind: MemoryKind, bufferSize: Int, window: Int,
+                     vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError)
+        -> (pd: ProtectionDomain, send: CompletionQueue, receive: CompletionQueue, memory: PingPongMemory,
+            mailbox: MemoryRegion, outbox: MemoryRegion) {
+        let pd = try v { () throws(VerbsError) in try ProtectionDomain(context: context) }
+        let send = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: window + 64) }
+        let receive = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2) }
+        // Two halves: peers write into the first, we post from the second.
+        let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, vulkan: vulkan)
+        let mailbox = try v { () throws(VerbsError) in try pd.register(try HostBuffer(count: Peer.mailboxSize), access: .remote) }
+        let outbox = try v { () throws(VerbsError) in try pd.register(try HostBuffer(count: Peer.mailboxSize), access: .local) }
+        return (pd, send, receive, memory, mailbox, outbox)
+    }
+
+    static func capabilities(window: Int, inline: UInt32) -> QueuePairCapabilities {
+        QueuePairCapabilities(maxSendRequests: UInt32(window + 32), maxReceiveRequests: UInt32(Peer.receiveDepth + 8),
+                              maxInlineData: inline)
+    }
+}
+
+/// The tag a latency iteration writes into the last byte; never 0, so a cleared buffer never matches.
+@inline(__always) func tag(_ i: Int) -> UInt8 { UInt8(i % 255) + 1 }

@@ -1,0 +1,69 @@
+/// Latency figures as perftest prints them, in microseconds.
+public struct LatencyStatistics: Codable, Sendable, Equatable {
+    public var bytes: Int
+    public var iterations: Int
+    public var min: Double
+    public var max: Double
+    /// The median, perftest's t_typical.
+    public var typical: Double
+    public var average: Double
+    public var stdev: Double
+    public var p99: Double
+    public var p999: Double
+
+    /// `samples` are round trips (or single reads) in nanoseconds; `halve` gives one-way figures.
+    /// As perftest does, the two largest samples are dropped when there are enough.
+    public init?(bytes: Int, samples: [UInt64], halve: Bool) {
+        guard !samples.isEmpty else { return nil }
+        var sorted = samples.sorted()
+        if sorted.count > 10 { sorted.removeLast(2) }
+        let scale = (halve ? 0.5 : 1.0) / 1000.0
+        let us = sorted.map { Double($0) * scale }
+        func percentile(_ p: Double) -> Double { us[Swift.min(us.count - 1, Int((p * Double(us.count)).rounded(.up)) - 1)] }
+        let avg = us.reduce(0, +) / Double(us.count)
+        let variance = us.reduce(0) { $0 + ($1 - avg) * ($1 - avg) } / Double(us.count)
+        self.bytes = bytes
+        iterations = samples.count
+        min = us.first!
+        max = us.last!
+        typical = us.count % 2 == 1 ? us[us.count / 2] : (us[us.count / 2 - 1] + us[us.count / 2]) / 2
+        average = avg
+        stdev = variance.squareRoot()
+        p99 = percentile(0.99)
+        p999 = percentile(0.999)
+    }
+}
+
+/// Bandwidth figures as perftest prints them.
+public struct BandwidthStatistics: Codable, Sendable, Equatable {
+    public var bytes: Int
+    public var iterations: Int
+    /// 10^6 bytes per second, as perftest's MB/sec.
+    public var peakMBps: Double
+    public var averageMBps: Double
+    public var averageGbps: Double
+    /// Millions of messages per second.
+    public var messageRateMpps: Double
+
+    /// `checkpoints`: (messages completed, nanoseconds since the measurement started) at each
+    /// signaled completion, in order. Peak is the best rate over an eighth of the run, so a
+    /// burst of completions reported together cannot pass for a rate.
+    public init?(bytes: Int, checkpoints: [(count: Int, nanoseconds: UInt64)]) {
+        guard let last = checkpoints.last, last.nanoseconds > 0, last.count > 0 else { return nil }
+        let seconds = Double(last.nanoseconds) / 1e9
+        averageMBps = Double(bytes) * Double(last.count) / seconds / 1e6
+        averageGbps = averageMBps * 8 / 1000
+        messageRateMpps = Double(last.count) / seconds / 1e6
+        let points = [(count: 0, nanoseconds: UInt64(0))] + checkpoints
+        let span = Swift.max(1, (points.count - 1) / 8)
+        var peak = averageMBps
+        for k in 0..<(points.count - span) {
+            let dn = points[k + span].count - points[k].count
+            let dt = points[k + span].nanoseconds - points[k].nanoseconds
+            if dt > 0, dn > 0 { peak = Swift.max(peak, Double(bytes) * Double(dn) / (Double(dt) / 1e9) / 1e6) }
+        }
+        peakMBps = peak
+        self.bytes = bytes
+        iterations = last.count
+    }
+}

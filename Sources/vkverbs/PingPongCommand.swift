@@ -1,0 +1,124 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import PingPong
+import Verbs
+import VulkanMemory
+
+extension RDMAOperation: ExpressibleByArgument {}
+extension MeasurementKind: ExpressibleByArgument {}
+extension MemoryKind: ExpressibleByArgument {}
+
+/// The Vulkan device pingpong allocates GPU memory on: made on first use, kept for the run.
+final class LazyVulkan: @unchecked Sendable {
+    private var device: VulkanDevice?
+    let index: Int
+    init(index: Int) { self.index = index }
+    func get() throws(VulkanError) -> VulkanDevice {
+        if let device { return device }
+        let made = try VulkanDevice(instance: try VulkanInstance(), deviceIndex: index)
+        device = made
+        return made
+    }
+}
+
+struct PingPongCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pingpong",
+        abstract: "Latency or bandwidth between two hosts, as perftest measures it (ib_write_lat, ib_write_bw, ...).",
+        discussion: """
+        Start `vkverbs pingpong --server` on one host, then `vkverbs pingpong --client HOST` on the other.
+        The server serves clients one after another until stopped (Ctrl-C) or --max-clients is reached.
+        Latency is half the round trip for write, write-imm and send (perftest's definition) and the whole
+        read for read; t_typical is the median. Ctrl-C on the client stops and prints what was measured.
+        """)
+
+    @Flag(help: "Serve clients.") var server = false
+    @Option(help: "Measure against the server at HOST.") var client: String?
+    @Option(help: "Address to listen on (server).") var bind: String?
+    @Option(help: "Port.") var port: UInt16 = 18516
+    @Option(help: "RDMAOperation: write, write-imm, send, read.") var op: RDMAOperation = .write
+    @Option(help: "What to measure: latency or bandwidth.") var measure: MeasurementKind = .latency
+    @Option(help: "Message size in bytes.") var size: Int = 2
+    @Flag(help: "Sweep sizes from 2 B to 8 MiB (perftest -a).") var sweep = false
+    @Option(name: .shortAndLong, help: "Iterations per size.") var iterations: Int = 1000
+    @Option(help: "Seconds per size instead of a count (iterations is then the cap).") var duration: Int?
+    @Option(help: "Warm-up iterations, not measured.") var warmup: Int = 100
+    @Option(help: "Memory: host, auto, rdma-address, dma-buf, host-import, host-visible, staged.") var memory: MemoryKind = .host
+    @Option(help: "Vulkan device index for GPU memory.") var vulkanDevice: Int = 0
+    @Option(help: "Bandwidth: work requests in flight.") var window: Int = 128
+    @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
+    @Option(help: "Server: stop after this many clients.") var maxClients: Int?
+    @Option(help: "Client: keep retrying this many seconds while no server listens yet.") var retry: Int = 0
+    @Flag(help: "Print JSON instead of the table.") var json = false
+    @Flag(help: "Print CSV instead of the table.") var csv = false
+
+    func validate() throws {
+        if server == (client != nil) { throw ValidationError("give exactly one of --server and --client HOST") }
+        if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if json && csv { throw ValidationError("--json and --csv exclude each other") }
+        if !sweep && size <= 0 { throw ValidationError("--size must be at least 1 byte, got \(size)") }
+        if size > 1 << 30 { throw ValidationError("--size \(size) is above the 1 GiB limit of one buffer") }
+        if iterations <= 0 { throw ValidationError("--iterations must be at least 1") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() throws {
+        installInterruptHandler()
+        let vulkan = LazyVulkan(index: vulkanDevice)
+        if server {
+            let srv: PingPongServer
+            do {
+                srv = try PingPongServer(bind: bind, port: port, memory: memory, timeout: .seconds(timeout),
+                                         vulkan: { () throws(VulkanError) in try vulkan.get() },
+                                         log: { line in FileHandle.standardError.write(Data("pingpong server: \(line)\n".utf8)) })
+            } catch {
+                fail(error)
+            }
+            print("pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue)")
+            let failed = srv.serve(maxClients: maxClients)
+            if failed > 0 { throw ExitCode(1) }
+            return
+        }
+        var config = PingPongConfiguration()
+        config.operation = op
+        config.measurement = measure
+        config.sizes = sweep ? PingPongConfiguration.sweep : [size]
+        config.iterations = iterations
+        config.duration = duration.map { .seconds($0) }
+        config.warmup = warmup
+        config.memory = memory
+        config.timeout = .seconds(timeout)
+        config.window = window
+        let result: PingPongResult
+        do {
+            result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),
+                                            vulkan: { () throws(VulkanError) in try vulkan.get() },
+                                            progress: { FileHandle.standardError.write(Data("progress: \($0)\n".utf8)) })
+        } catch {
+            if case let .verbs(.connection(failure)) = error, failure.isNoListener {
+                fail("no vkverbs pingpong server listens on \(client!):\(port) (start `vkverbs pingpong --server` there, or pass --retry SECONDS)")
+            }
+            fail(error)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else if csv {
+            print(Report.csv(result))
+        } else {
+            print(Report.table(result))
+        }
+        if result.interrupted { throw ExitCode(130) }
+    }
+}
+
+/// Ctrl-C sets a flag the measuring loops check, so they stop cleanly and report.
+func installInterruptHandler() {
+    signal(SIGINT) { _ in
+        if stopRequested.exchange(true, ordering: .relaxed) { _exit(130) }  // A second Ctrl-C leaves at once.
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+@testable import PingPong
+import SelfTest
+import Verbs
+import VulkanMemory
+import XCTest
+
+/// Statistics and protocol checks that need no device.
+final class PingPongHostTests: XCTestCase {
+    func testLatencyStatisticsFollowPerftest() throws {
+        // 1..100 us round trips plus two outliers that must be dropped.
+        let samples = (1...100).map { UInt64($0) * 1000 } + [9_000_000, 8_000_000]
+        let s = try XCTUnwrap(LatencyStatistics(bytes: 2, samples: samples.shuffled(), halve: true))
+        XCTAssertEqual(s.iterations, 102)
+        XCTAssertEqual(s.min, 0.5)
+        XCTAssertEqual(s.max, 50, "the two largest samples are dropped")
+        XCTAssertEqual(s.typical, 25.25, "median of 1...100 us, halved")
+        XCTAssertEqual(s.average, 25.25, accuracy: 1e-9)
+        XCTAssertEqual(s.p99, 49.5)
+        let read = try XCTUnwrap(LatencyStatistics(bytes: 2, samples: [3000, 1000, 2000], halve: false))
+        XCTAssertEqual(read.typical, 2, "read latency is not halved; few samples are all kept")
+        XCTAssertEqual(read.max, 3)
+        XCTAssertNil(LatencyStatistics(bytes: 2, samples: [], halve: true))
+    }
+
+    func testBandwidthStatistics() throws {
+        // 1000 messages of 1 MB in 1 s, reported in 10 checkpoints, one of them a fast burst.
+        var points: [(count: Int, nanoseconds: UInt64)] = (1...10).map { ($0 * 100, UInt64($0) * 100_000_000) }
+        points[4].nanoseconds = 450_000_000
+        let s = try XCTUnwrap(BandwidthStatistics(bytes: 1_000_000, checkpoints: points))
+        XCTAssertEqual(s.averageMBps, 1000, accuracy: 1e-6)
+        XCTAssertEqual(s.averageGbps, 8, accuracy: 1e-9)
+        XCTAssertEqual(s.messageRateMpps, 0.001, accuracy: 1e-12)
+        XCTAssertGreaterThan(s.peakMBps, s.averageMBps)
+        XCTAssertLessThanOrEqual(s.peakMBps, 2000.0001)
+        XCTAssertNil(BandwidthStatistics(bytes: 1, checkpoints: []))
+    }
+
+    func testHandshakeRoundTripAndMalformedRequests() throws {
+        var config = PingPongConfiguration()
+        config.operation = .send
+        config.measurement = .bandwidth
+        config.sizes = [4096, 65536]
+        let buffer = RemoteBuffer(address: 0x1000, length: 131_072, rkey: 7)
+        let mailbox = RemoteBuffer(address: 0x9000, length: 32, rkey: 8)
+        let bytes = Handshake.request(config, buffer: buffer, mailbox: mailbox)
+        XCTAssertEqual(bytes.count, PrivateDataLimit.connect)
+        let decoded = try Handshake.decodeRequest(bytes + [0, 0, 0])
+        XCTAssertEqual(decoded.operation, .send)
+        XCTAssertEqual(decoded.measurement, .bandwidth)
+        XCTAssertEqual(decoded.bufferSize, 65536)
+        XCTAssertEqual(decoded.buffer, buffer)
+        XCTAssertEqual(decoded.mailbox, mailbox)
+
+        XCTAssertThrowsError(try Handshake.decodeRequest(Array(bytes.prefix(40))), "short")
+        var bad = bytes; bad[0] = 0x58
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "bad magic")
+        bad = bytes; bad[4] = 99
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "unknown version")
+        bad = bytes; bad[5] = 200
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "unknown operation")
+        bad = bytes; bad[8] = 0xFF
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "absurd buffer size")
+        XCTAssertThrowsError(try Handshake.decodeAnswer(Array(repeating: 0, count: 45)), "answer without magic")
+    }
+
+    func testConfigurationValidation() {
+        var c = PingPongConfiguration()
+        XCTAssertNoThrow(try c.validate())
+        c.sizes = [0]
+        XCTAssertThrowsError(try c.validate())
+        c.sizes = [(1 << 30) + 1]
+        XCTAssertThrowsError(try c.validate())
+        c.sizes = [2]; c.iterations = 0
+        XCTAssertThrowsError(try c.validate())
+        XCTAssertEqual(PingPongConfiguration.sweep.first, 2)
+        XCTAssertEqual(PingPongConfiguration.sweep.last, 8 << 20)
+    }
+
+    func testTableAndCSV() throws {
+        let r = PingPongResult(operation: .write, measurement: .latency, memory: "host memory", device: "rxe0",
+                               latency: [try XCTUnwrap(LatencyStatistics(bytes: 2, samples: [2000, 4000, 6000], halve: true))])
+        XCTAssertTrue(Report.table(r).contains("t_typical[usec]"))
+        XCTAssertTrue(Report.table(r).contains("2.00"), Report.table(r))
+        XCTAssertEqual(Report.csv(r).split(separator: "\n").last, "2,3,1.00,3.00,2.00,2.00,0.82,3.00,3.00")
+    }
+}
+
+/// The ping-pong over rxe: every operation, both measurements, and the failures a user meets.
+final class PingPongFabricTests: XCTestCase {
+    var env: RDMAEnvironment!
+
+    override func setUpWithError() throws {
+        switch RDMAEnvironment.detect() {
+        case let .success(found): env = found
+        case let .failure(why):
+            if RDMAEnvironment.isRequired { XCTFail("RDMA is required here but \(why)"); throw why }
+            throw XCTSkip("skipped: \(why)")
+        }
+    }
+
+    private func noVulkan() throws(VulkanError) -> VulkanDevice { throw .invalidArgument("no Vulkan in this test") }
+
+    func testEveryOperationLatencyAndBandwidth() throws {
+        let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: { _ in })
+        let port = server.listener.port
+        let done = DispatchSemaphore(value: 0)
+        let box = FailCount()
+        DispatchQueue.global().async { box.failed = server.serve(maxClients: 8); done.signal() }
+        for measurement in MeasurementKind.allCases {
+            for op in RDMAOperation.allCases {
+                var c = PingPongConfiguration()
+                c.operation = op
+                c.measurement = measurement
+                c.sizes = [2, 4096]
+                c.iterations = 50
+                c.warmup = 5
+                c.timeout = .seconds(20)
+                let r = try PingPongClient.run(host: env.address, port: port, config: c, vulkan: { () throws(VulkanError) in try self.noVulkan() })
+                if measurement == .latency {
+                    XCTAssertEqual(r.latency.map(\.bytes), [2, 4096], "\(op)")
+                    XCTAssertEqual(r.latency.map(\.iterations), [50, 50], "\(op)")
+                    for s in r.latency { XCTAssertTrue(s.min > 0 && s.min <= s.typical && s.typical <= s.max, "\(op) \(s)") }
+                } else {
+                    XCTAssertEqual(r.bandwidth.map(\.iterations), [50, 50], "\(op)")
+                    for s in r.bandwidth { XCTAssertGreaterThan(s.averageMBps, 0, "\(op)") }
+                }
+            }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(box.failed, 0, "every server session ended cleanly")
+    }
+
+    private var vkverbs: URL {
+        // The CLI sits next to the test executable in the build directory.
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vkverbs")
+    }
+
+    private func requireCLI() throws {
+        guard FileManager.default.isExecutableFile(atPath: vkverbs.path) else {
+            if RDMAEnvironment.isRequired { XCTFail("\(vkverbs.path) is missing: build it (swift build) before the fabric run") }
+            throw XCTSkip("skipped: vkverbs is not built next to the tests (\(vkverbs.path))")
+        }
+    }
+
+    private func run(_ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {
+        let p = Process()
+        p.executableURL = vkverbs
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        let start = Date()
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+    }
+
+    func testCommandLineBadInputGivesOneClearMessage() throws {
+        try requireCLI()
+        var r = try run(["pingpong", "--client", env.address, "--size", "0"])
+        XCTAssertNotEqual(r.status, 0); XCTAssertTrue(r.output.contains("--size must be at least 1"), r.output)
+        r = try run(["pingpong", "--client", env.address, "--size", "2000000000"])
+        XCTAssertNotEqual(r.status, 0); XCTAssertTrue(r.output.contains("1 GiB"), r.output)
+        r = try run(["pingpong", "--client", env.address, "--port", "9", "--timeout", "5"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("no vkverbs pingpong server listens"), r.output)
+        XCTAssertLessThan(r.seconds, 15)
+        r = try run(["pingpong", "--client", "192.0.2.77", "--timeout", "3"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("192.0.2.77"), r.output)
+        XCTAssertLessThan(r.seconds, 15)
+        r = try run(["pingpong", "--server", "--bind", "198.51.100.1"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("rdma_bind_addr"), r.output)
+        r = try run(["devices", "--json"])
+        XCTAssertEqual(r.status, 0); XCTAssertTrue(r.output.contains(env.context.name), r.output)
+    }
+
+    func testPortInUseAndServerDyingMidRun() throws {
+        try requireCLI()
+        let server = Process()
+        server.executableURL = vkverbs
+        server.arguments = ["pingpong", "--server", "--bind", env.address, "--port", "18600"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+
+        // A second server on the same port: a clear error, not a hang.
+        var attempt = try run(["pingpong", "--server", "--bind", env.address, "--port", "18600"])
+        for _ in 0..<20 where !attempt.output.contains("in use") {  // The first may still be starting.
+            Thread.sleep(forTimeInterval: 0.5)
+            attempt = try run(["pingpong", "--server", "--bind", env.address, "--port", "18600"])
+        }
+        XCTAssertEqual(attempt.status, 1)
+        XCTAssertTrue(attempt.output.contains("Address already in use"), attempt.output)
+
+        // A client on a long run; the server is killed under it.
+        DispatchQueue.global().asyncAfter(deadline: .now() + 4) { kill(server.processIdentifier, SIGKILL) }
+        let r = try run(["pingpong", "--client", env.address, "--port", "18600", "--op", "send", "-i", "100000000",
+                         "--timeout", "5", "--retry", "10"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("went away") || r.output.contains("timed out"), r.output)
+        XCTAssertLessThan(r.seconds, 30)
+    }
+}
+
+final class FailCount: @unchecked Sendable { var failed = -1 }
