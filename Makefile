@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts lint bench-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -18,27 +18,44 @@ deps:
 build: deps
 	$(SWIFT) build --build-tests
 
-# The main job: a loopback self-test over SoftRoCE inside the project's fabric.
+# The main job: the project's fabric boots two hosts with SoftRoCE, and `vkverbs pingpong`
+# measures write latency between them over the sizes perftest's -a sweeps, printing the table.
 demo: build
 	$(FABRIC) setup
-	$(FABRIC) run -- .build/debug/vkverbs selftest
+	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op write --sweep -i 20 --warmup 2
 
-# Everything: host tests (RDMA ones skip there), the two-hosts exchange, then the whole
-# suite inside the rxe fabric where a missing RDMA device is a failure.
+# Everything: lint, host tests (RDMA ones skip there), the two-hosts runs, the C API (installed,
+# built with gcc/g++ through pkg-config, run on both topologies), and last the whole suite
+# inside the rxe fabric, where a missing RDMA device is a failure, not a skip.
 test: build
+	$(MAKE) lint
 	$(MAKE) test-host
 	$(FABRIC) setup
 	$(MAKE) test-two-hosts
+	$(MAKE) test-capi
+	$(MAKE) release
 	$(MAKE) test-fabric
+
+lint:
+	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
+	  scripts/pingpong-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  Benchmarks/perftest-vs-vkverbs-guest .ci/run scripts/check-docker
+	@echo "lint: shellcheck clean"
+	scripts/check-docker
 
 test-host:
 	$(SWIFT) test --skip-build
 
 test-two-hosts:
 	$(FABRIC) two-hosts -- scripts/two-hosts-exchange
+	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
 
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 $(FABRIC) run -- $(TEST_BINARY)
 
+# perftest against vkverbs pingpong on the same rxe link, ratios and a plot in Benchmarks/results/.
+bench-compare: deps
+	Benchmarks/compare-perftest
+
 clean:
-	rm -rf .build .fabric
+	rm -rf .build .build-* .fabric
