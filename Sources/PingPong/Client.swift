@@ -143,6 +143,7 @@ public enum PingPongClient {
             i += 1
             if t1 - lastReport > 2_000_000_000 {
                 progress("\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
+                try peer.sendHeartbeat()
                 lastReport = t1
             }
         }
@@ -212,8 +213,9 @@ public enum PingPongClient {
                 if now - lastProgress > peer.timeoutNanoseconds { throw .timedOut("waiting for completions (\(completed) of \(count))") }
                 try peer.checkAliveEvery(4096)
             }
-            if let label, now - lastReport > 2_000_000_000 {
-                progress("\(label): \(completed)/\(count) messages")
+            if now - lastReport > 2_000_000_000 {
+                if let label { progress("\(label): \(completed)/\(count) messages") }
+                try peer.sendHeartbeat()
                 lastReport = now
             }
         }

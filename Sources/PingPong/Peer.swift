@@ -24,7 +24,10 @@ final class Peer {
     private var unsignaled = 0
     var postedReceives = 0
     static let receiveDepth = 64
-    static let mailboxSize = 32
+    /// 32 bytes of control message, then the client's 8-byte heartbeat counter.
+    static let mailboxSize = 64
+    static let heartbeatOffset: UInt64 = 32
+    private var heartbeat: UInt64 = 0
 
     var qp: QueuePair { connection.queuePair }
 
@@ -74,7 +77,8 @@ final class Peer {
     func receiveControl(_ expected: ControlKind?, what: String) throws(PingPongError) -> (ControlKind, UInt64, UInt64) {
         receiveSeq += 1
         let box = mailbox.bytes!.baseAddress!
-        let start = vkv_monotonic_ns()
+        var start = vkv_monotonic_ns()
+        var beat = vkv_load_acquire_u64(box + Int(Self.heartbeatOffset))
         var spins = 0
         while true {
             if vkv_load_acquire_u64(box) == receiveSeq, vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq {
@@ -83,13 +87,31 @@ final class Peer {
             spins += 1
             if spins & 0xFFF == 0 {
                 try checkAlive(what)
-                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+                // A peer busy with a long one-sided step says it is alive; that restarts the clock.
+                let now = vkv_monotonic_ns()
+                let latest = vkv_load_acquire_u64(box + Int(Self.heartbeatOffset))
+                if latest != beat { beat = latest; start = now }
+                if now - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout) without word from the peer)") }
             }
         }
         let kindWord = vkv_load_acquire_u64(box + 24) & 0xFF
         guard let kind = ControlKind(rawValue: kindWord) else { throw .protocolError("unknown control message \(kindWord)") }
         if let expected, kind != expected { throw .protocolError("expected \(expected), got \(kind) \(what)") }
         return (kind, vkv_load_acquire_u64(box + 8), vkv_load_acquire_u64(box + 16))
+    }
+
+    /// Bumps the heartbeat counter in the peer's mailbox: an unsignaled 8-byte inline write, so it
+    /// needs no completion of its own and the source may change right after posting.
+    func sendHeartbeat() throws(PingPongError) {
+        heartbeat += 1
+        let value = heartbeat
+        let scratch = outbox.bytes!.baseAddress! + Int(Self.heartbeatOffset)
+        scratch.storeBytes(of: value, as: UInt64.self)
+        let segment = try v { () throws(VerbsError) in try outbox.segment(offset: Int(Self.heartbeatOffset), length: 8) }
+        try v { () throws(VerbsError) in
+            try qp.postSend(SendRequest(id: 0, operation: .write(peerMailbox, offset: Self.heartbeatOffset), segment: segment,
+                                        signaled: false, inline: true))
+        }
     }
 
     // MARK: Posting and polling

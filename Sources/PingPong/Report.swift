@@ -47,17 +47,16 @@ public enum Report {
         }.joined()
     }
 
+    /// `x` with `digits` decimals, never in exponent notation (perftest prints plain decimals).
     static func fixed(_ x: Double, _ digits: Int = 2) -> String {
-        var scale = 1.0
+        guard x.isFinite else { return x.isNaN ? "nan" : (x < 0 ? "-inf" : "inf") }
+        var scale = 1
         for _ in 0..<digits { scale *= 10 }
-        let r = (x * scale).rounded() / scale
-        var s = String(r)
-        if let dot = s.firstIndex(of: ".") {
-            let decimals = s.distance(from: dot, to: s.endIndex) - 1
-            if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
-        } else {
-            s += "." + String(repeating: "0", count: digits)
-        }
-        return s
+        let scaled = Int((abs(x) * Double(scale)).rounded())
+        let whole = String(scaled / scale)
+        let fraction = String(scaled % scale)
+        let sign = x < 0 && scaled != 0 ? "-" : ""
+        if digits == 0 { return sign + whole }
+        return sign + whole + "." + String(repeating: "0", count: digits - fraction.count) + fraction
     }
 }

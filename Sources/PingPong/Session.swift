@@ -30,8 +30,9 @@ enum Resources {
     }
 
     static func capabilities(window: Int, inline: UInt32) -> QueuePairCapabilities {
+        // Inline room for the 8-byte heartbeat.
         QueuePairCapabilities(maxSendRequests: UInt32(window + 32), maxReceiveRequests: UInt32(Peer.receiveDepth + 8),
-                              maxInlineData: inline)
+                              maxInlineData: max(inline, 16))
     }
 }
 

@@ -54,12 +54,18 @@ public struct BandwidthStatistics: Codable, Sendable, Equatable {
         averageMBps = Double(bytes) * Double(last.count) / seconds / 1e6
         averageGbps = averageMBps * 8 / 1000
         messageRateMpps = Double(last.count) / seconds / 1e6
+        // Windows of at least an eighth of the run's time: completions polled together carry
+        // almost the same timestamp, and must not make a rate of their own.
         let points = [(count: 0, nanoseconds: UInt64(0))] + checkpoints
-        let span = Swift.max(1, (points.count - 1) / 8)
+        let minimum = last.nanoseconds / 8
         var peak = averageMBps
-        for k in 0..<(points.count - span) {
-            let dn = points[k + span].count - points[k].count
-            let dt = points[k + span].nanoseconds - points[k].nanoseconds
+        var j = 0
+        for k in 0..<points.count {
+            j = Swift.max(j, k + 1)
+            while j < points.count && points[j].nanoseconds - points[k].nanoseconds < minimum { j += 1 }
+            guard j < points.count else { break }
+            let dn = points[j].count - points[k].count
+            let dt = points[j].nanoseconds - points[k].nanoseconds
             if dt > 0, dn > 0 { peak = Swift.max(peak, Double(bytes) * Double(dn) / (Double(dt) / 1e9) / 1e6) }
         }
         peakMBps = peak

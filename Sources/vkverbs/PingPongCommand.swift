@@ -41,7 +41,7 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "Port.") var port: UInt16 = 18516
     @Option(help: "RDMAOperation: write, write-imm, send, read.") var op: RDMAOperation = .write
     @Option(help: "What to measure: latency or bandwidth.") var measure: MeasurementKind = .latency
-    @Option(help: "Message size in bytes.") var size: Int = 2
+    @Option(name: .shortAndLong, help: "Message size in bytes.") var size: Int = 2
     @Flag(help: "Sweep sizes from 2 B to 8 MiB (perftest -a).") var sweep = false
     @Option(name: .shortAndLong, help: "Iterations per size.") var iterations: Int = 1000
     @Option(help: "Seconds per size instead of a count (iterations is then the cap).") var duration: Int?

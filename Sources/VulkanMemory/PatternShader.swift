@@ -1,14 +1,19 @@
-// Generated once from Shaders/pattern.comp; regenerate after editing it with:
-//   glslangValidator -V --target-env vulkan1.1 -o /tmp/pattern.spv Shaders/pattern.comp
+import CVulkan
+
+// Generated once from Tests/VulkanMemoryTests/Shaders/pattern.comp; regenerate after editing it with:
+//   glslangValidator -V --target-env vulkan1.1 -o /tmp/pattern.spv Tests/VulkanMemoryTests/Shaders/pattern.comp
 //   python3 -c "import struct,sys; d=open('/tmp/pattern.spv','rb').read(); \
 //     print(', '.join('0x%08x' % w for w in struct.unpack('<%dI' % (len(d)//4), d)))"
-// and paste the words below.
+// and paste the words below. One copy for the tests and for `vkverbs vulkan check`.
 
 /// SPIR-V of `pattern.comp`: word i = seed ^ (i * 2654435761) for i < count (push constants
 /// count, seed; one storage buffer at set 0, binding 0; 64 invocations per workgroup).
-enum PatternShader {
-    static let localSize: UInt32 = 64
-    static let spirv: [UInt32] = [
+/// A pattern no fill can fake: every word differs, and a wrong offset shows.
+public enum PatternShader {
+    public static let localSize: UInt32 = 64
+    /// Bytes of push constants the shader takes (count, seed).
+    public static let pushConstantSize: UInt32 = 8
+    public static let spirv: [UInt32] = [
         0x07230203, 0x00010300, 0x0008000b, 0x0000002e, 0x00000000, 0x00020011, 0x00000001, 0x0006000b,
         0x00000001, 0x4c534c47, 0x6474732e, 0x3035342e, 0x00000000, 0x0003000e, 0x00000000, 0x00000001,
         0x0006000f, 0x00000005, 0x00000004, 0x6e69616d, 0x00000000, 0x0000000b, 0x00060010, 0x00000004,
@@ -51,5 +56,49 @@ enum PatternShader {
     ]
 
     /// What the shader writes at word `i`.
-    static func word(_ i: UInt32, seed: UInt32) -> UInt32 { seed ^ (i &* 2_654_435_761) }
+    public static func word(_ i: UInt32, seed: UInt32) -> UInt32 { seed ^ (i &* 2_654_435_761) }
+
+    /// The first `count` words the shader writes.
+    public static func expected(words count: Int, seed: UInt32) -> [UInt32] {
+        (0..<UInt32(count)).map { word($0, seed: seed) }
+    }
+
+    /// The byte offset of the first word of `bytes` that is not the pattern (nil: all match).
+    /// Trailing bytes past the last whole word are not looked at.
+    public static func firstMismatch(in bytes: UnsafeRawBufferPointer, seed: UInt32) -> Int? {
+        let count = bytes.count / 4
+        for i in 0..<count where bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) != word(UInt32(i), seed: seed) {
+            return i * 4
+        }
+        return nil
+    }
+}
+
+extension ComputeKernel {
+    /// The pattern shader as a kernel on `device`.
+    public static func pattern(device: VulkanDevice) throws(VulkanError) -> ComputeKernel {
+        try ComputeKernel(device: device, spirv: PatternShader.spirv, pushConstantSize: PatternShader.pushConstantSize)
+    }
+}
+
+extension CommandRecorder {
+    /// Writes the pattern with `seed` over the first `size` bytes of `buffer` (all of it when nil;
+    /// whole words only) with `kernel` (made by `ComputeKernel.pattern`). One dispatch of
+    /// ceil(words / 64) workgroups, so at most 64 * maxComputeWorkGroupCount[0] words (65535 groups,
+    /// 16 MiB - 256 B, on a device at the spec's minimum; NVIDIA allows 2^31 - 1).
+    public func writePattern(_ kernel: ComputeKernel, into buffer: DeviceBuffer, seed: UInt32,
+                             size: UInt64? = nil) throws(VulkanError) {
+        let bytes = min(size ?? buffer.size, buffer.size)
+        guard bytes >= 4, bytes / 4 <= UInt64(UInt32.max) else {
+            throw .invalidArgument("a pattern of \(bytes) bytes: needs 4 bytes to 16 GiB")
+        }
+        let count = UInt32(bytes / 4)
+        let groups = (count + PatternShader.localSize - 1) / PatternShader.localSize
+        let limit = device.physicalDevice.properties.limits.maxComputeWorkGroupCount.0
+        guard groups <= limit else {
+            throw .invalidArgument("a pattern of \(bytes) bytes needs \(groups) workgroups; the device allows \(limit) "
+                                   + "(at most \(UInt64(limit) * UInt64(PatternShader.localSize) * 4) bytes)")
+        }
+        try dispatch(kernel, buffer: buffer, groups: groups, pushConstants: [count, seed])
+    }
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""CUDA's device -> host copy bandwidth, the reference for `vkverbs gpu-bench` (issue 10).
+
+For each size (4 KiB to 1 GiB, powers of 4 by default) copies a device buffer (cudaMalloc through
+CuPy) into host memory with cudaMemcpyAsync on a non-blocking stream:
+  pinned      host memory from cudaHostAlloc (cupyx.empty_pinned): like Vulkan's mapped host-visible memory
+  registered  page-aligned anonymous memory pinned with cudaHostRegister: like Vulkan's imported host pointer
+Each copy is timed by CUDA events around it (GPU time) and by the wall clock around the copy and the
+stream synchronisation. --warmup copies first, then --repetitions measured; best and median GB/s (1e9 B/s).
+
+  python3 Benchmarks/cuda_copy_bench.py [--json] [--out FILE]
+  python3 Benchmarks/cuda_copy_bench.py --compare gpu-bench.json cuda.json   # markdown table, no GPU needed
+
+--compare reads `vkverbs gpu-bench --json` output and this script's JSON and prints, per size, Vulkan's
+best GB/s next to CUDA's and the ratio (Vulkan / CUDA) for GPU-timed and wall-clock numbers.
+"""
+import argparse
+import json
+import mmap
+import statistics
+import sys
+import time
+
+
+def sizes(lo, hi, factor):
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= factor
+    return out
+
+
+def summarize(name, size, gpu_ns, wall_ns, verified):
+    def rate(ns):
+        return size / ns if ns > 0 else 0.0
+    return {
+        "destination": name, "size": size,
+        "gpuNanoseconds": gpu_ns, "wallNanoseconds": wall_ns,
+        "gpuBestGBps": rate(min(gpu_ns)), "gpuMedianGBps": rate(statistics.median(gpu_ns)),
+        "wallBestGBps": rate(min(wall_ns)), "wallMedianGBps": rate(statistics.median(wall_ns)),
+        "verified": verified,
+    }
+
+
+def bench(args):
+    import cupy as cp
+    import cupyx
+    import numpy as np
+
+    rt = cp.cuda.runtime
+    device_to_host = 2  # cudaMemcpyDeviceToHost
+    all_sizes = sizes(args.min, args.max, args.factor)
+    largest = all_sizes[-1]
+    cp.cuda.Device(args.device).use()
+    props = rt.getDeviceProperties(args.device)
+    src = cp.empty(largest, dtype=cp.uint8)
+    stream = cp.cuda.Stream(non_blocking=True)
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+
+    destinations = {}
+    if "pinned" in args.destinations:
+        destinations["pinned"] = cupyx.empty_pinned((largest,), dtype=np.uint8)
+    registered_map = None
+    if "registered" in args.destinations:
+        registered_map = mmap.mmap(-1, largest)
+        arr = np.frombuffer(registered_map, dtype=np.uint8)
+        arr[:] = 0  # Touch every page before pinning.
+        rt.hostRegister(arr.ctypes.data, largest, 0)
+        destinations["registered"] = arr
+
+    results = []
+    for name, host in destinations.items():
+        ptr = host.ctypes.data
+        for size in all_sizes:
+            marker = (size * 2654435761) & 0xFF | 1
+            src[:size].fill(marker)
+            cp.cuda.Device().synchronize()
+            gpu, wall = [], []
+            for n in range(args.warmup + args.repetitions):
+                t0 = time.perf_counter_ns()
+                start.record(stream)
+                rt.memcpyAsync(ptr, src.data.ptr, size, device_to_host, stream.ptr)
+                end.record(stream)
+                stream.synchronize()
+                t1 = time.perf_counter_ns()
+                if n >= args.warmup:
+                    gpu.append(cp.cuda.get_elapsed_time(start, end) * 1e6)  # ms -> ns
+                    wall.append(float(t1 - t0))
+            verified = bool(host[0] == marker and host[size - 1] == marker and host[size // 2] == marker)
+            r = summarize(name, size, gpu, wall, verified)
+            results.append(r)
+            print(f"cuda {name} {size} B: GPU best {r['gpuBestGBps']:.2f} GB/s", file=sys.stderr)
+    if registered_map is not None:
+        rt.hostUnregister(destinations["registered"].ctypes.data)
+    name = props["name"]
+    return {
+        "device": name.decode() if isinstance(name, bytes) else str(name),
+        "cudaRuntimeVersion": rt.runtimeGetVersion(),
+        "cudaDriverVersion": rt.driverGetVersion(),
+        "cupyVersion": cp.__version__,
+        "repetitions": args.repetitions, "warmup": args.warmup, "sizes": all_sizes,
+        "results": results, "unit": "GB/s = 1e9 bytes/s",
+    }
+
+
+def fmt_size(n):
+    for unit, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= unit:
+            return f"{n // unit} {name}" if n % unit == 0 else f"{n / unit:.1f} {name}"
+    return f"{n} B"
+
+
+def compare(vk_path, cuda_path):
+    vk = json.load(open(vk_path))
+    cu = json.load(open(cuda_path))
+
+    def index(results):
+        out = {}
+        for r in results:
+            key = r["destination"] + (f"/{fmt_size(r['chunkSize'])}" if r.get("chunkSize") else "")
+            out[(key, r["size"])] = r
+        return out
+
+    v, c = index(vk["results"]), index(cu["results"])
+    pairs = [("host-import", "registered"), ("host-visible", "pinned")]
+    pairs += [(k, "pinned") for k in sorted({k for k, _ in v if k.startswith("staged/")})]
+    lines = [
+        f"Vulkan: {vk['device']}; CUDA: {cu['device']}. Best of {vk['repetitions']} (Vulkan) and "
+        f"{cu['repetitions']} (CUDA) copies per size, GB/s = 1e9 B/s; ratio = Vulkan / CUDA.",
+    ]
+
+    def ratio(x, y):
+        return f"{x / y:.2f}" if y else "-"
+
+    for a, b in pairs:
+        if not any(k == a for k, _ in v):
+            continue
+        lines += ["", f"Vulkan {a} vs CUDA {b}:", "",
+                  "| size | Vulkan GPU | CUDA GPU | ratio GPU | Vulkan wall | CUDA wall | ratio wall |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for size in vk["sizes"]:
+            rv, rc = v.get((a, size)), c.get((b, size))
+            if not rv:
+                continue
+            if rc:
+                cells = [f"{rv['gpuBestGBps']:.2f}", f"{rc['gpuBestGBps']:.2f}", ratio(rv['gpuBestGBps'], rc['gpuBestGBps']),
+                         f"{rv['wallBestGBps']:.2f}", f"{rc['wallBestGBps']:.2f}", ratio(rv['wallBestGBps'], rc['wallBestGBps'])]
+            else:
+                cells = [f"{rv['gpuBestGBps']:.2f}", "-", "-", f"{rv['wallBestGBps']:.2f}", "-", "-"]
+            lines.append(f"| {fmt_size(size)} | " + " | ".join(cells) + " |")
+    # The target: >= 0.9x CUDA at >= 64 MiB, per destination pair, GPU-timed and wall-clock.
+    lines.append("")
+    for a, b in pairs:
+        for timer in ("gpu", "wall"):
+            ratios = [v[(a, s)][f"{timer}BestGBps"] / c[(b, s)][f"{timer}BestGBps"]
+                      for s in vk["sizes"] if s >= 64 << 20 and (a, s) in v and (b, s) in c
+                      and c[(b, s)][f"{timer}BestGBps"]]
+            if ratios:
+                verdict = "met" if min(ratios) >= 0.9 else "NOT met"
+                lines.append(f"- {a} vs CUDA {b}, {timer} timer, sizes >= 64 MiB: lowest ratio "
+                             f"{min(ratios):.2f} -> target 0.9x {verdict}")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--min", type=int, default=4 << 10)
+    p.add_argument("--max", type=int, default=1 << 30)
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("-r", "--repetitions", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", type=int, default=0)
+    p.add_argument("--destinations", default="pinned,registered")
+    p.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--compare", nargs=2, metavar=("VULKAN_JSON", "CUDA_JSON"),
+                   help="print the Vulkan/CUDA markdown table from two JSON files and exit")
+    args = p.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
+    report = bench(args)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"cuda copy bench: {report['device']}, CUDA runtime {report['cudaRuntimeVersion']}, GB/s = 1e9 B/s")
+        print(f"{'destination':12} {'size':>9} {'GPU best':>9} {'GPU med':>9} {'wall best':>9} {'wall med':>9}")
+        for r in report["results"]:
+            print(f"{r['destination']:12} {fmt_size(r['size']):>9} {r['gpuBestGBps']:9.2f} {r['gpuMedianGBps']:9.2f} "
+                  f"{r['wallBestGBps']:9.2f} {r['wallMedianGBps']:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+import CVulkan
+
+/// A `VkQueryPool` of timestamp queries on a device's queue, for timing GPU work
+/// (`vkCmdWriteTimestamp`). Reset the queries in the command buffer that writes them
+/// (`CommandRecorder.resetQueries`), then read them once the submission is done.
+public final class TimestampQueryPool: @unchecked Sendable {
+    public let device: VulkanDevice
+    public let raw: VkQueryPool
+    public let count: UInt32
+    /// Nanoseconds per timestamp tick (`VkPhysicalDeviceLimits::timestampPeriod`).
+    public let period: Double
+    /// Meaningful bits of a timestamp on the device's queue family (`timestampValidBits`).
+    public let validBits: UInt32
+
+    /// `vkCreateQueryPool` with `count` timestamp queries. Throws `.featureMissing` when the
+    /// queue family has no timestamps (`timestampValidBits` 0) or the device cannot time
+    /// compute and transfer work (`timestampComputeAndGraphics` false and a non-graphics queue).
+    public init(device: VulkanDevice, count: UInt32) throws(VulkanError) {
+        guard count > 0 else { throw .invalidArgument("a query pool needs at least one query") }
+        let physical = device.physicalDevice
+        var familyCount: UInt32 = 0
+        vkGetPhysicalDeviceQueueFamilyProperties(physical.raw, &familyCount, nil)
+        var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(familyCount))
+        vkGetPhysicalDeviceQueueFamilyProperties(physical.raw, &familyCount, &families)
+        let family = families[Int(device.queueFamilyIndex)]
+        guard family.timestampValidBits > 0 else {
+            throw .featureMissing("timestampValidBits > 0", neededFor: "GPU timestamps on queue family \(device.queueFamilyIndex)")
+        }
+        let limits = physical.properties.limits
+        let graphics = family.queueFlags & VK_QUEUE_GRAPHICS_BIT.rawValue != 0
+        guard graphics || limits.timestampComputeAndGraphics == VkBool32(VK_TRUE) else {
+            throw .featureMissing("timestampComputeAndGraphics", neededFor: "GPU timestamps on a compute-only queue")
+        }
+        var info = VkQueryPoolCreateInfo()
+        info.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO
+        info.queryType = VK_QUERY_TYPE_TIMESTAMP
+        info.queryCount = count
+        var pool: VkQueryPool?
+        try check(vkCreateQueryPool(device.raw, &info, nil, &pool), "vkCreateQueryPool", VulkanError.commandSetup)
+        guard let pool else { throw .commandSetup(function: "vkCreateQueryPool", result: .errorInitializationFailed) }
+        self.device = device
+        raw = pool
+        self.count = count
+        period = Double(limits.timestampPeriod)
+        validBits = family.timestampValidBits
+    }
+
+    deinit { vkDestroyQueryPool(device.raw, raw, nil) }
+
+    /// The raw tick values of queries `first..<first+count` (`vkGetQueryPoolResults` with
+    /// 64-bit results and WAIT: call it after the submission that wrote them has completed).
+    public func ticks(first: UInt32 = 0, count: UInt32? = nil) throws(VulkanError) -> [UInt64] {
+        let n = count ?? (self.count - min(first, self.count))
+        guard n > 0, first + n <= self.count else { throw .invalidArgument("queries \(first)..<\(first + n) of \(self.count)") }
+        var values = [UInt64](repeating: 0, count: Int(n))
+        let flags = VK_QUERY_RESULT_64_BIT.rawValue | VK_QUERY_RESULT_WAIT_BIT.rawValue
+        let result = values.withUnsafeMutableBytes { bytes in
+            vkGetQueryPoolResults(device.raw, raw, first, n, bytes.count, bytes.baseAddress, 8, flags)
+        }
+        try check(result, "vkGetQueryPoolResults", VulkanError.submission)
+        let mask: UInt64 = validBits >= 64 ? .max : (UInt64(1) << validBits) - 1
+        return values.map { $0 & mask }
+    }
+
+    /// Nanoseconds between query `start` and query `end` (wrapping within `validBits`).
+    public func nanoseconds(from start: UInt32, to end: UInt32) throws(VulkanError) -> Double {
+        let lo = min(start, end), hi = max(start, end)
+        let values = try ticks(first: lo, count: hi - lo + 1)
+        let mask: UInt64 = validBits >= 64 ? .max : (UInt64(1) << validBits) - 1
+        let a = values[Int(start - lo)], b = values[Int(end - lo)]
+        return Double((b &- a) & mask) * period
+    }
+}
+
+/// Where in the pipeline a timestamp is taken.
+public enum TimestampStage: Sendable {
+    /// Before any later command starts (`VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT`).
+    case top
+    /// After every earlier command has finished (`VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT`).
+    case bottom
+
+    var bit: VkPipelineStageFlagBits {
+        switch self {
+        case .top: return VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT
+        case .bottom: return VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT
+        }
+    }
+}
+
+extension CommandRecorder {
+    /// Resets queries `first..<first+count` of `pool` (`vkCmdResetQueryPool`); all when `count` is nil.
+    public func resetQueries(_ pool: TimestampQueryPool, first: UInt32 = 0, count: UInt32? = nil) throws(VulkanError) {
+        let n = count ?? (pool.count - min(first, pool.count))
+        guard pool.device === device, n > 0, first + n <= pool.count else {
+            throw .invalidArgument("reset of queries \(first)..<\(first + n) of a \(pool.count)-query pool of this device")
+        }
+        vkCmdResetQueryPool(raw, pool.raw, first, n)
+    }
+
+    /// Writes a timestamp into query `index` of `pool` (`vkCmdWriteTimestamp`).
+    public func writeTimestamp(_ pool: TimestampQueryPool, index: UInt32, stage: TimestampStage) throws(VulkanError) {
+        guard pool.device === device, index < pool.count else {
+            throw .invalidArgument("timestamp query \(index) of a \(pool.count)-query pool of this device")
+        }
+        vkCmdWriteTimestamp(raw, stage.bit, pool.raw, index)
+    }
+}
+
+/// Who made the driver and which version it is (`VkPhysicalDeviceDriverProperties` where the
+/// device has Vulkan 1.2 or VK_KHR_driver_properties; the raw `driverVersion` always).
+public struct DriverInfo: Codable, Sendable, Hashable {
+    /// E.g. "NVIDIA", "llvmpipe" (nil without driver properties).
+    public var name: String?
+    /// E.g. "580.159.04", "Mesa 22.3.6 (LLVM 15.0.6)".
+    public var info: String?
+    /// `VkPhysicalDeviceProperties::driverVersion`, vendor-encoded.
+    public var version: UInt32
+    /// `driverVersion` decoded: NVIDIA's 10.8.8.6 bits, Vulkan's version encoding otherwise.
+    public var versionString: String
+    /// The device's Vulkan version (`apiVersion`).
+    public var apiVersion: APIVersion
+}
+
+extension PhysicalDevice {
+    /// The driver's name and version.
+    public func driverInfo() throws(VulkanError) -> DriverInfo {
+        let props = properties
+        let version = props.driverVersion
+        let decoded = props.vendorID == 0x10DE
+            ? "\(version >> 22).\((version >> 14) & 0xFF).\((version >> 6) & 0xFF).\(version & 0x3F)"
+            : APIVersion(rawValue: version).description
+        var name: String?
+        var info: String?
+        let deviceVersion = APIVersion(rawValue: props.apiVersion)
+        // Core in 1.2 (as both the instance and the device speak it), else the device extension.
+        let extensions = try supportedExtensions()
+        if effectiveAPIVersion >= APIVersion(major: 1, minor: 2) || extensions.contains("VK_KHR_driver_properties") {
+            var driver = VkPhysicalDeviceDriverProperties()
+            driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES
+            var props2 = VkPhysicalDeviceProperties2()
+            props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+            withUnsafeMutablePointer(to: &driver) { chained in
+                props2.pNext = UnsafeMutableRawPointer(chained)
+                vkGetPhysicalDeviceProperties2(raw, &props2)
+            }
+            name = string(fromCharArray: driver.driverName)
+            info = string(fromCharArray: driver.driverInfo)
+        }
+        return DriverInfo(name: name, info: info, version: version, versionString: decoded, apiVersion: deviceVersion)
+    }
+}
+
+extension DeviceBuffer {
+    /// A buffer in memory type `memoryTypeIndex` (of `PhysicalDevice.memorySnapshot()`), mapped
+    /// when `map` (the type must be HOST_VISIBLE then). For measuring or comparing memory types;
+    /// throws `.noMemoryType` when the buffer cannot live in that type.
+    public convenience init(device: VulkanDevice, size: UInt64, memoryTypeIndex: Int, map: Bool) throws(VulkanError) {
+        guard size > 0 else { throw .invalidArgument("buffer size must be > 0") }
+        guard (0..<32).contains(memoryTypeIndex) else { throw .invalidArgument("memory type index \(memoryTypeIndex)") }
+        try self.init(device: device, plan: BufferPlan(
+            size: size, typeBits: UInt32(1) << UInt32(memoryTypeIndex),
+            required: map ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue : 0,
+            needs: "memory type \(memoryTypeIndex)\(map ? " (HOST_VISIBLE, to map it)" : "")", map: map))
+    }
+}
