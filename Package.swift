@@ -63,13 +63,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "VerbsTests", dependencies: ["Verbs", "SelfTest"]),
+        // What every RDMA test target shares: find an active port or skip (fail inside the fabric).
+        .target(name: "RDMATestSupport", dependencies: ["Verbs", "SelfTest"]),
+        .testTarget(name: "VerbsTests", dependencies: ["Verbs", "SelfTest", "RDMATestSupport"]),
         .testTarget(
             name: "VulkanMemoryTests",
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "Verbs", "VulkanMemory", "SelfTest"]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest"]),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Verbs
 
 /// Registers memory once and hands the registration out again for any range it covers,
@@ -16,7 +17,8 @@ public final class RegistrationCache: @unchecked Sendable {
     /// Idle entries kept beyond this are deregistered, oldest first.
     public let maxIdleEntries: Int
 
-    final class Entry {
+    /// Mutated only under the cache's lock.
+    final class Entry: @unchecked Sendable {
         let region: MemoryRegion
         let start: UInt
         let end: UInt
@@ -38,11 +40,14 @@ public final class RegistrationCache: @unchecked Sendable {
         var isStale: Bool { hadOwner && owner == nil }
     }
 
-    private let lock = MutexLock()
-    private var entries: [Entry] = []
-    private var clock: UInt64 = 0
-    public private(set) var hits = 0
-    public private(set) var misses = 0
+    private struct State {
+        var entries: [Entry] = []
+        var clock: UInt64 = 0
+        var hits = 0
+        var misses = 0
+    }
+
+    private let state = Mutex(State())
     private let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
 
     public init(pd: ProtectionDomain, maxIdleEntries: Int = 64) {
@@ -51,7 +56,11 @@ public final class RegistrationCache: @unchecked Sendable {
     }
 
     /// Entries currently registered (in use or idle).
-    public var count: Int { lock.withLock { entries.count } }
+    public var count: Int { state.withLock { $0.entries.count } }
+    /// Lookups a registered entry answered.
+    public var hits: Int { state.withLock { $0.hits } }
+    /// Lookups that had to register.
+    public var misses: Int { state.withLock { $0.misses } }
 
     /// A registration covering `length` bytes at `address` with at least `access`; `owner`
     /// is kept alive while the returned handle lives.
@@ -64,30 +73,31 @@ public final class RegistrationCache: @unchecked Sendable {
         let start = a & ~(pageSize - 1)
         let pageEnd = (end + pageSize - 1) & ~(pageSize - 1)
 
-        lock.lock()
-        dropStale()
-        clock += 1
-        if let hit = entries.first(where: {
-            $0.start <= a && end <= $0.end && $0.access.isSuperset(of: access) && $0.owner === owner && !$0.isStale
-        }) {
-            hits += 1
+        let hit = state.withLock { state -> Entry? in
+            Self.dropStale(&state)
+            state.clock += 1
+            guard let hit = state.entries.first(where: {
+                $0.start <= a && end <= $0.end && $0.access.isSuperset(of: access) && $0.owner === owner && !$0.isStale
+            }) else {
+                state.misses += 1
+                return nil
+            }
+            state.hits += 1
             hit.users += 1
-            hit.lastUse = clock
-            lock.unlock()
-            return Registration(cache: self, entry: hit, address: a, length: length, owner: owner)
+            hit.lastUse = state.clock
+            return hit
         }
-        misses += 1
-        lock.unlock()
+        if let hit { return Registration(cache: self, entry: hit, address: a, length: length, owner: owner) }
 
         // Registering pins pages and may sleep: not under the lock.
         let region = try pd.register(address: UnsafeMutableRawPointer(bitPattern: start), length: Int(pageEnd - start),
                                      access: access, owner: nil)
         let entry = Entry(region: region, start: start, end: pageEnd, access: access, owner: owner)
-        lock.withLock {
+        state.withLock { state in
             entry.users = 1
-            entry.lastUse = clock
-            entries.append(entry)
-            trimIdle()
+            entry.lastUse = state.clock
+            state.entries.append(entry)
+            Self.trimIdle(&state, keep: maxIdleEntries)
         }
         return Registration(cache: self, entry: entry, address: a, length: length, owner: owner)
     }
@@ -102,26 +112,26 @@ public final class RegistrationCache: @unchecked Sendable {
     public func invalidate(address: UnsafeRawPointer, length: Int) {
         let a = UInt(bitPattern: address)
         let end = a + UInt(max(length, 1))
-        lock.withLock { entries.removeAll { $0.start < end && a < $0.end } }
+        state.withLock { $0.entries.removeAll { $0.start < end && a < $0.end } }
     }
 
     /// Deregisters idle entries whose owner is gone.
-    public func purge() { lock.withLock { dropStale() } }
+    public func purge() { state.withLock { Self.dropStale(&$0) } }
 
     fileprivate func release(_ entry: Entry) {
-        lock.withLock {
+        state.withLock { state in
             entry.users -= 1
-            trimIdle()
+            Self.trimIdle(&state, keep: maxIdleEntries)
         }
     }
 
-    private func dropStale() { entries.removeAll { $0.isStale && $0.users == 0 } }
+    private static func dropStale(_ state: inout State) { state.entries.removeAll { $0.isStale && $0.users == 0 } }
 
-    private func trimIdle() {
-        let idle = entries.filter { $0.users == 0 }
-        guard idle.count > maxIdleEntries else { return }
-        let victims = Set(idle.sorted { $0.lastUse < $1.lastUse }.prefix(idle.count - maxIdleEntries).map { ObjectIdentifier($0) })
-        entries.removeAll { victims.contains(ObjectIdentifier($0)) }
+    private static func trimIdle(_ state: inout State, keep: Int) {
+        let idle = state.entries.filter { $0.users == 0 }
+        guard idle.count > keep else { return }
+        let victims = Set(idle.sorted { $0.lastUse < $1.lastUse }.prefix(idle.count - keep).map { ObjectIdentifier($0) })
+        state.entries.removeAll { victims.contains(ObjectIdentifier($0)) }
     }
 }
 
@@ -159,13 +169,4 @@ public final class Registration: @unchecked Sendable {
     public var remoteBuffer: RemoteBuffer {
         RemoteBuffer(address: entry.region.address + UInt64(offset), length: UInt64(length), rkey: entry.region.rkey)
     }
-}
-
-final class MutexLock: @unchecked Sendable {
-    private var raw = pthread_mutex_t()
-    init() { pthread_mutex_init(&raw, nil) }
-    deinit { pthread_mutex_destroy(&raw) }
-    func lock() { pthread_mutex_lock(&raw) }
-    func unlock() { pthread_mutex_unlock(&raw) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T { lock(); defer { unlock() }; return try body() }
 }

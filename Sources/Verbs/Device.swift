@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Synchronization
 
 /// The RDMA devices the kernel exposes.
 public enum Devices {
@@ -41,24 +42,14 @@ final class CMDeviceList: @unchecked Sendable {
 
     /// One list for the process: rdmacm keeps its devices open for the process' life anyway,
     /// and sharing the list means contexts compare equal by pointer.
-    nonisolated(unsafe) static var shared: CMDeviceList?
-    static let lock = Mutex()
+    private static let shared = Mutex<CMDeviceList?>(nil)
 
     static func get() throws(VerbsError) -> CMDeviceList {
-        lock.lock(); defer { lock.unlock() }
-        if let shared { return shared }
-        let made = try CMDeviceList()
-        shared = made
-        return made
+        try shared.withLock { (list) throws(VerbsError) -> CMDeviceList in
+            if let list { return list }
+            let made = try CMDeviceList()
+            list = made
+            return made
+        }
     }
-}
-
-/// A minimal pthread mutex, for the few process-wide tables the layer keeps.
-final class Mutex: @unchecked Sendable {
-    private var raw = pthread_mutex_t()
-    init() { pthread_mutex_init(&raw, nil) }
-    deinit { pthread_mutex_destroy(&raw) }
-    func lock() { pthread_mutex_lock(&raw) }
-    func unlock() { pthread_mutex_unlock(&raw) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T { lock(); defer { unlock() }; return try body() }
 }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PingPong
+import RDMATestSupport
 import SelfTest
 import Verbs
 import VulkanMemory
@@ -87,17 +88,7 @@ final class PingPongHostTests: XCTestCase {
 }
 
 /// The ping-pong over rxe: every operation, both measurements, and the failures a user meets.
-final class PingPongFabricTests: XCTestCase {
-    var env: RDMAEnvironment!
-
-    override func setUpWithError() throws {
-        switch RDMAEnvironment.detect() {
-        case let .success(found): env = found
-        case let .failure(why):
-            if RDMAEnvironment.isRequired { XCTFail("RDMA is required here but \(why)"); throw why }
-            throw XCTSkip("skipped: \(why)")
-        }
-    }
+final class PingPongFabricTests: RDMATestCase {
 
     private func noVulkan() throws(VulkanError) -> VulkanDevice { throw .invalidArgument("no Vulkan in this test") }
 

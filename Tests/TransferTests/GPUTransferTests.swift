@@ -1,5 +1,6 @@
 import CVulkan
 import Foundation
+import RDMATestSupport
 import SelfTest
 import Transfer
 import Verbs
@@ -9,21 +10,16 @@ import XCTest
 /// GPU memory end to end: the GPU writes a pattern, the engine moves it into a remote Vulkan
 /// allocation, the remote GPU copies it out, and a checksum of the copy must match. Every
 /// strategy lavapipe offers, sizes from 1 B to 64 MiB + 1, under the validation layers.
-final class GPUTransferTests: XCTestCase {
-    var env: RDMAEnvironment!
+final class GPUTransferTests: RDMATestCase {
     var log = ValidationLog()
 
     override func setUpWithError() throws {
-        switch RDMAEnvironment.detect() {
-        case let .success(found): env = found
-        case let .failure(why):
-            if RDMAEnvironment.isRequired { XCTFail("RDMA is required here but \(why)"); throw why }
-            throw XCTSkip("skipped: \(why)")
-        }
+        try super.setUpWithError()
         log = ValidationLog()
     }
 
     override func tearDown() {
+        defer { super.tearDown() }
         XCTAssertTrue(log.messages.isEmpty, "validation reported:\n" + log.messages.map(\.description).joined(separator: "\n"))
     }
 

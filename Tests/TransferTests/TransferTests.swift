@@ -1,4 +1,5 @@
 import Foundation
+import RDMATestSupport
 import SelfTest
 import Transfer
 import Verbs
@@ -6,17 +7,7 @@ import XCTest
 
 /// Transfer-engine tests over an in-process rdmacm pair; skipped without RDMA, failed
 /// without it inside the fabric (VKVERBS_REQUIRE_RDMA=1).
-final class TransferTests: XCTestCase {
-    var env: RDMAEnvironment!
-
-    override func setUpWithError() throws {
-        switch RDMAEnvironment.detect() {
-        case let .success(found): env = found
-        case let .failure(why):
-            if RDMAEnvironment.isRequired { XCTFail("RDMA is required here but \(why)"); throw why }
-            throw XCTSkip("skipped: \(why)")
-        }
-    }
+final class TransferTests: RDMATestCase {
 
     private func pair(window: Int = 64, signalInterval: Int = 16, maxChunk: Int? = nil)
         throws -> (pair: ConnectedPair, client: TransferEngine, server: TransferEngine) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Synchronization
 
 /// Connection parameters both sides agree on; read-atomic depths bounded by the device.
 private func connParam(privateData: UnsafeRawBufferPointer, responderResources: UInt8, initiatorDepth: UInt8) -> rdma_conn_param {
@@ -134,8 +135,8 @@ public final class Connection: @unchecked Sendable {
     public let queuePair: QueuePair
     /// What the peer sent with its accept (active side); padded by the transport.
     public let peerPrivateData: [UInt8]
-    private let lock = Mutex()
-    private var disconnected = false
+    /// Whether the connection is known to be down (disconnected here, or by the peer).
+    private let disconnected = Mutex(false)
 
     init(id: CMID, queuePair: QueuePair, peerPrivateData: [UInt8]) {
         self.id = id
@@ -143,7 +144,15 @@ public final class Connection: @unchecked Sendable {
         self.peerPrivateData = peerPrivateData
     }
 
-    deinit { if !disconnected { rdma_disconnect(id.raw) } }
+    deinit { if isConnected { rdma_disconnect(id.raw) } }
+
+    /// Records the disconnect; true for the first caller.
+    private func markDisconnected() -> Bool {
+        disconnected.withLock { down in
+            defer { down = true }
+            return !down
+        }
+    }
 
     public var pd: ProtectionDomain { queuePair.pd }
     public var context: Context { queuePair.pd.context }
@@ -151,10 +160,7 @@ public final class Connection: @unchecked Sendable {
     /// `rdma_disconnect`, then waits (bounded) for the DISCONNECTED event. The queue pair
     /// goes to the error state, so outstanding requests complete as flushed.
     public func disconnect(timeout: Duration = .seconds(5)) throws(VerbsError) {
-        let first = lock.withLock { () -> Bool in
-            defer { disconnected = true }
-            return !disconnected
-        }
+        let first = markDisconnected()
         guard first else { return }
         let deadline = Deadline(after: timeout)
         // EINVAL here means the peer disconnected first; its event may already be queued.
@@ -166,7 +172,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Whether the connection is still up, as far as the connection events read so far say.
-    public var isConnected: Bool { lock.withLock { !disconnected } }
+    public var isConnected: Bool { !disconnected.withLock { $0 } }
 
     var eventFileDescriptor: Int32 { id.channel.raw.pointee.fd }
 
@@ -179,8 +185,7 @@ public final class Connection: @unchecked Sendable {
         while let event = try? id.channel.next(deadline: Deadline(after: .zero), operation: "reading connection events") {
             if event.type == RDMA_CM_EVENT_DISCONNECTED || event.type == RDMA_CM_EVENT_DEVICE_REMOVAL
                 || event.type == RDMA_CM_EVENT_TIMEWAIT_EXIT {
-                let first = lock.withLock { () -> Bool in defer { disconnected = true }; return !disconnected }
-                if first {
+                if markDisconnected() {
                     try? queuePair.modifyToError()
                     _ = rdma_disconnect(id.raw)
                 }
@@ -201,7 +206,7 @@ public final class Connection: @unchecked Sendable {
                 return false
             }
             if event.type == RDMA_CM_EVENT_DISCONNECTED || event.type == RDMA_CM_EVENT_DEVICE_REMOVAL {
-                lock.withLock { disconnected = true }
+                _ = markDisconnected()
                 _ = rdma_disconnect(id.raw)
                 return true
             }
