@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts lint bench-compare clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-loopback lint bench-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -32,6 +32,7 @@ test: build
 	$(MAKE) test-host
 	$(FABRIC) setup
 	$(MAKE) test-two-hosts
+	$(MAKE) test-loopback
 	$(MAKE) test-capi
 	$(MAKE) release
 	$(MAKE) test-fabric
@@ -49,6 +50,12 @@ test-host:
 test-two-hosts:
 	$(FABRIC) two-hosts -- scripts/two-hosts-exchange
 	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
+
+# The CLI's loopback: Vulkan memory both ways over rxe with every strategy, the NV path through
+# the emulation layer included.
+test-loopback: vulkan-layer
+	$(FABRIC) run -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) \
+	  .build/debug/vkverbs loopback --layer --size 1 --size 4095 --size 262144
 
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 $(FABRIC) run -- $(TEST_BINARY)

@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
         .target(name: "PingPong", dependencies: ["Verbs", "VulkanMemory", "CVerbs"]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
-        .target(name: "SelfTest", dependencies: ["Verbs"]),
+        .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
         // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
