@@ -266,6 +266,7 @@ struct StrategyCheck: Codable {
     var detail: String
     /// The steps that passed, in order.
     var passed: [String]
+    /// The memory type of what the NIC registers (for staged: the staging buffer).
     var memoryType: Int?
     var seconds: Double
 }
@@ -410,7 +411,8 @@ struct StrategyChecker {
             result.seconds = monotonicSeconds() - start
             return result
         }
-        result.memoryType = allocation.buffer.memoryType.index
+        // The type of the memory the NIC registers (the staging buffer's for staged).
+        result.memoryType = (allocation.staging ?? allocation.buffer).memoryType.index
         do {
             let view = try HostView(allocation: allocation, source: source, device: device)
             result.detail = view.how
