@@ -2,7 +2,8 @@
  * VK_LAYER_VKVERBS_rdma_emulation: VK_NV_external_memory_rdma on top of any driver (C99).
  *
  * Physical-device queries: the extension is appended to the driver's list, the externalMemoryRDMA
- * feature reads VK_TRUE, HOST_VISIBLE|HOST_COHERENT memory types gain RDMA_CAPABLE_BIT_NV and the
+ * feature reads VK_TRUE, HOST_VISIBLE|HOST_COHERENT memory types (system memory first: see
+ * mark_rdma_capable) gain RDMA_CAPABLE_BIT_NV and the
  * RDMA-address handle type is exportable for buffers. On a device created with the extension, the
  * NV structures and handle-type bits are removed before the driver sees them, and
  * vkGetMemoryRemoteAddressNV returns a persistent host mapping of the allocation (the layer maps it
@@ -358,12 +359,31 @@ static VKAPI_ATTR void VKAPI_CALL layer_GetPhysicalDeviceFeatures2KHR(VkPhysical
     else inst->GetPhysicalDeviceFeatures2KHR(physical, pFeatures);
 }
 
+/* The NIC registers the layer's host mapping with ibv_reg_mr, which pins system pages; a
+ * device-local host-visible type is a BAR mapping that only a GPU peer-memory client could
+ * register. So a type is RDMA-capable when it is host-coherent and, if the device has any
+ * host-coherent system-memory type (discrete GPUs), not device-local. On UMA devices all memory
+ * is system memory and every host-coherent type qualifies. The driver's (unmarked) properties in. */
+static int is_rdma_capable_type(const VkPhysicalDeviceMemoryProperties *props, uint32_t type) {
+    uint32_t i;
+    VkMemoryPropertyFlags f;
+    int have_system = 0;
+    if (type >= props->memoryTypeCount) return 0;
+    for (i = 0; i < props->memoryTypeCount; i++) {
+        f = props->memoryTypes[i].propertyFlags;
+        if ((f & HOST_COHERENT_FLAGS) == HOST_COHERENT_FLAGS && !(f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)) have_system = 1;
+    }
+    f = props->memoryTypes[type].propertyFlags;
+    if ((f & HOST_COHERENT_FLAGS) != HOST_COHERENT_FLAGS) return 0;
+    return !(have_system && (f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT));
+}
+
 static void mark_rdma_capable(VkPhysicalDeviceMemoryProperties *props) {
     uint32_t i;
+    int capable[VK_MAX_MEMORY_TYPES];
+    for (i = 0; i < props->memoryTypeCount; i++) capable[i] = is_rdma_capable_type(props, i);
     for (i = 0; i < props->memoryTypeCount; i++) {
-        if ((props->memoryTypes[i].propertyFlags & HOST_COHERENT_FLAGS) == HOST_COHERENT_FLAGS) {
-            props->memoryTypes[i].propertyFlags |= VK_MEMORY_PROPERTY_RDMA_CAPABLE_BIT_NV;
-        }
+        if (capable[i]) props->memoryTypes[i].propertyFlags |= VK_MEMORY_PROPERTY_RDMA_CAPABLE_BIT_NV;
     }
 }
 
@@ -495,10 +515,7 @@ static VKAPI_ATTR VkResult VKAPI_CALL layer_AllocateMemory(VkDevice device, cons
         return dev->AllocateMemory(device, pAllocateInfo, pAllocator, pMemory);
     }
     /* Only the types the layer marked RDMA_CAPABLE_BIT_NV can be exported as RDMA addresses. */
-    if (type >= dev->memory_properties.memoryTypeCount ||
-        (dev->memory_properties.memoryTypes[type].propertyFlags & HOST_COHERENT_FLAGS) != HOST_COHERENT_FLAGS) {
-        return VK_ERROR_INVALID_EXTERNAL_HANDLE;
-    }
+    if (!is_rdma_capable_type(&dev->memory_properties, type)) return VK_ERROR_INVALID_EXTERNAL_HANDLE;
     entry = (memory_data *)calloc(1, sizeof(*entry));
     if (entry == NULL) return VK_ERROR_OUT_OF_HOST_MEMORY;
     stripped = *export_info;

@@ -44,16 +44,20 @@ extension VulkanDevice {
         case .dmaBuf: return try allocateDMABuf(size: size, nic: nic, rejected: rejected)
         case .hostPointerImport: return try allocateHostImport(size: size, rejected: rejected)
         case .hostVisible:
+            // The NIC pins this mapping with ibv_reg_mr: system memory, not a device-local BAR
+            // mapping (which only a GPU peer-memory client can register), unless the device
+            // has nothing else (a UMA device such as lavapipe).
             let buffer = try DeviceBuffer(device: self, plan: BufferPlan(
-                size: size, required: hostCoherent, preferred: VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT.rawValue,
-                needs: "HOST_VISIBLE|HOST_COHERENT", map: true))
+                size: size, required: hostCoherent, preferred: VK_MEMORY_PROPERTY_HOST_CACHED_BIT.rawValue,
+                avoided: VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT.rawValue, needs: "HOST_VISIBLE|HOST_COHERENT", map: true))
             return VulkanAllocation(strategy: .hostVisible, rejected: rejected, buffer: buffer, size: size,
                                     location: .hostPointer(buffer.hostAddress!, length: Int(size)))
         case .staged:
             let gpu = try DeviceBuffer(device: self, plan: BufferPlan(
                 size: size, preferred: VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT.rawValue, needs: "any properties"))
             let staging = try DeviceBuffer(device: self, plan: BufferPlan(
-                size: size, required: hostCoherent, needs: "HOST_VISIBLE|HOST_COHERENT", map: true))
+                size: size, required: hostCoherent, avoided: VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT.rawValue,
+                needs: "HOST_VISIBLE|HOST_COHERENT", map: true))
             return VulkanAllocation(strategy: .staged, rejected: rejected, buffer: gpu, staging: staging, size: size,
                                     location: .hostPointer(staging.hostAddress!, length: Int(size)))
         }

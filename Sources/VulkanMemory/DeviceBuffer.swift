@@ -19,6 +19,8 @@ struct BufferPlan {
     var typeBits: UInt32 = ~0
     var required: VkMemoryPropertyFlags = 0
     var preferred: VkMemoryPropertyFlags = 0
+    /// Types with any of these flags come last (e.g. DEVICE_LOCAL for memory the NIC pins).
+    var avoided: VkMemoryPropertyFlags = 0
     /// Words for `.noMemoryType`, e.g. "RDMA_CAPABLE_BIT_NV".
     var needs: String
     /// `vkMapMemory` the whole allocation.
@@ -69,7 +71,7 @@ public final class DeviceBuffer: @unchecked Sendable {
                     "the buffer needs \(requirements.size) bytes but \(plan.importSize) host bytes are imported")
             }
             let picked = snapshot.pick(bits: requirements.memoryTypeBits & plan.typeBits, required: plan.required,
-                                       preferred: plan.preferred, size: allocationSize)
+                                       preferred: plan.preferred, avoided: plan.avoided, size: allocationSize)
             guard let chosen = picked.type else {
                 if let heap = picked.overBudgetHeap {
                     throw VulkanError.overBudget(requested: allocationSize, available: heap.available, heap: heap.index)

@@ -60,13 +60,16 @@ public struct MemorySnapshot: Codable, Sendable, Hashable {
     public var types: [MemoryTypeInfo]
 
     /// The first type allowed by `bits` that has every flag of `required`, preferring one
-    /// that also has every flag of `preferred`, and whose heap has `size` bytes of budget.
-    func pick(bits: UInt32, required: UInt32, preferred: UInt32 = 0, size: UInt64)
+    /// that has none of `avoided`, then one that also has every flag of `preferred`, and whose
+    /// heap has `size` bytes of budget.
+    func pick(bits: UInt32, required: UInt32, preferred: UInt32 = 0, avoided: UInt32 = 0, size: UInt64)
         -> (type: MemoryTypeInfo?, overBudgetHeap: MemoryHeapInfo?)
     {
         let allowed = types.filter { bits & (1 << UInt32($0.index)) != 0 && $0.propertyFlags & required == required }
-        let ordered = allowed.filter { $0.propertyFlags & preferred == preferred }
-            + allowed.filter { $0.propertyFlags & preferred != preferred }
+        func rank(_ t: MemoryTypeInfo) -> Int {
+            (t.propertyFlags & avoided != 0 ? 2 : 0) + (t.propertyFlags & preferred != preferred ? 1 : 0)
+        }
+        let ordered = allowed.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
         if let fit = ordered.first(where: { heaps[$0.heapIndex].available >= size }) { return (fit, nil) }
         return (nil, ordered.first.map { heaps[$0.heapIndex] })
     }
