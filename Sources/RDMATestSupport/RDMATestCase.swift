@@ -32,6 +32,14 @@ open class RDMATestCase: XCTestCase {
         super.tearDown()
     }
 
+    /// Resource counts to compare against after a test's work. librdmacm allocates a PD of its
+    /// own for a device the first time a cm_id binds to it and keeps it while the device list is
+    /// open (for the process' life here), so the baseline is taken after one binding.
+    public func baselineCounts() throws -> [String: Int] {
+        _ = try? ResolvedRoute.resolve(host: env.address, port: 1, timeout: .seconds(5))
+        return try resourceCounts()
+    }
+
     /// Counts of the device's resources from `rdma resource show`, for leak checks.
     public func resourceCounts() throws -> [String: Int] {
         let p = Process()

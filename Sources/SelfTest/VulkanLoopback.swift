@@ -19,7 +19,7 @@ public struct LoopbackCheck: Sendable, CustomStringConvertible {
 }
 
 extension String {
-    func padded(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
+    public func padded(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
 }
 
 /// Moves Vulkan memory both ways over one rdmacm connection to this host, with every strategy:

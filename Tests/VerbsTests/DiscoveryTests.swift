@@ -41,7 +41,7 @@ final class DiscoveryTests: RDMATestCase {
 
 final class MemoryRegionTests: RDMATestCase {
     func testRegisterAndDeregisterReleasesTheMR() throws {
-        let before = try resourceCounts()
+        let before = try baselineCounts()
         do {
             let buffer = try HostBuffer(count: 1 << 20)
             let mr = try pd.register(buffer, access: .remote)

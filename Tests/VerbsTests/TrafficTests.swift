@@ -7,7 +7,7 @@ import XCTest
 /// rdmacm-connected traffic in one process: listener and client over the same device.
 final class ConnectionTests: RDMATestCase {
     func testExchangeSendWriteReadOfEverySize() throws {
-        let before = try resourceCounts()
+        let before = try baselineCounts()
         do {
             let (server, client) = try Loopback.run(address: env.address, options: ExchangeOptions(sizes: [1, 4096, 8 << 20]))
             for report in [server, client] {
@@ -19,7 +19,14 @@ final class ConnectionTests: RDMATestCase {
         for kind in ["qp", "cq", "mr", "pd"] { XCTAssertEqual(after[kind], before[kind], "\(kind) leaked") }
     }
 
-    func testConnectWhereNothingListensFailsWithinTimeout() throws {
+    func testConnectWhereNothingListensFailsWithinTimeoutAndLeaksNothing() throws {
+        let before = try baselineCounts()
+        try connectWhereNothingListens()
+        let after = try resourceCounts()
+        for kind in ["qp", "cq", "pd", "cm_id"] { XCTAssertEqual(after[kind], before[kind], "\(kind) leaked by a failed connect") }
+    }
+
+    private func connectWhereNothingListens() throws {
         let route = try ResolvedRoute.resolve(host: env.address, port: 1, timeout: .seconds(5))
         let channel = try CompletionChannel(context: route.context)
         let cq = try CompletionQueue(context: route.context, capacity: 4, channel: channel)
