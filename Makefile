@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-loopback lint bench-compare clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-loopback lint bench-compare bench-transfer clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -39,17 +39,20 @@ test: build
 
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
-	  scripts/pingpong-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
-	  Benchmarks/perftest-vs-vkverbs-guest .ci/run scripts/check-docker
+	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench .ci/run scripts/check-docker
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
 test-host:
 	$(SWIFT) test --skip-build
 
-test-two-hosts:
+# Host memory (exchange, ping-pong), then Vulkan memory GPU to GPU through the transfer engine with
+# every strategy, 1 B to 64 MiB + 1, the NV path through the emulation layer included.
+test-two-hosts: vulkan-layer
 	$(FABRIC) two-hosts -- scripts/two-hosts-exchange
 	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
+	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
 
 # The CLI's loopback: Vulkan memory both ways over rxe with every strategy, the NV path through
 # the emulation layer included.
@@ -63,6 +66,10 @@ test-fabric:
 # perftest against vkverbs pingpong on the same rxe link, ratios and a plot in Benchmarks/results/.
 bench-compare: deps
 	Benchmarks/compare-perftest
+
+# The transfer engine per memory strategy, and the staged pipeline's overlap efficiency.
+bench-transfer: deps
+	Benchmarks/transfer-bench
 
 clean:
 	rm -rf .build .build-* .fabric

@@ -31,6 +31,9 @@ public enum PingPongClient {
         try v { () throws(VerbsError) in try config.validate() }
         let route: ResolvedRoute
         do { route = try ResolvedRoute.resolve(host: host, port: port, timeout: config.timeout) } catch { throw .verbs(error) }
+        if let wanted = config.device, route.context.name != wanted {
+            throw .verbs(.invalidArgument("\(host) is reached through \(route.context.name), not --device \(wanted)"))
+        }
         let r = try Resources.make(context: route.context, config: config.memory, bufferSize: config.bufferSize,
                                    window: config.window, vulkan: vulkan)
         if config.operation == .write && config.measurement == .latency && r.memory.hostBytes == nil {
@@ -63,9 +66,15 @@ public enum PingPongClient {
         for size in config.sizes {
             do throws(PingPongError) {
                 if config.measurement == .latency {
-                    let samples = try latency(peer, config, size: size, progress: progress)
+                    var stopped = false
+                    let samples = try latency(peer, config, size: size, stopped: &stopped, progress: progress)
+                    // What an interrupted step measured is reported too, as perftest's table would be.
                     if let stats = LatencyStatistics(bytes: size, samples: samples, halve: config.operation.halvesRoundTrip) {
                         result.latency.append(stats)
+                    }
+                    if stopped {
+                        result.interrupted = true
+                        return result
                     }
                 } else {
                     let points = try bandwidth(peer, config, size: size, progress: progress)
@@ -99,7 +108,7 @@ public enum PingPongClient {
         _ = try peer.receiveControl(.done, what: "waiting for the server to finish the step")
     }
 
-    static func latency(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
+    static func latency(_ peer: Peer, _ config: PingPongConfiguration, size: Int, stopped: inout Bool,
                         progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
         let cap = config.warmup + config.iterations
         try startStep(peer, size: size, total: cap)
@@ -113,8 +122,10 @@ public enum PingPongClient {
         var i = 0
         while i < config.warmup + measured {
             if stopRequested.load(ordering: .relaxed) {
+                try? peer.waitSend("draining the send queue")
                 try? finishStep(peer, count: i)
-                throw .interrupted
+                stopped = true
+                return samples
             }
             if i == 0 { warmupStart = vkv_monotonic_ns() }
             if i == config.warmup && config.duration != nil {

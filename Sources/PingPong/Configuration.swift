@@ -38,6 +38,8 @@ public struct PingPongConfiguration: Sendable, Codable {
     public var timeout: Duration = .seconds(30)
     /// Bandwidth: work requests in flight.
     public var window: Int = 128
+    /// The RDMA device the run must go through (nil: whichever the route picks).
+    public var device: String?
 
     public init() {}
 

@@ -47,6 +47,7 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "Seconds per size instead of a count (iterations is then the cap).") var duration: Int?
     @Option(help: "Warm-up iterations, not measured.") var warmup: Int = 100
     @Option(help: "Memory: host, auto, rdma-address, dma-buf, host-import, host-visible, staged.") var memory: MemoryKind = .host
+    @Option(help: "RDMA device the run must use (default: the one the address is on).") var device: String?
     @Option(help: "Vulkan device index for GPU memory.") var vulkanDevice: Int = 0
     @Option(help: "Bandwidth: work requests in flight.") var window: Int = 128
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
@@ -67,6 +68,9 @@ struct PingPongCommand: ParsableCommand {
 
     func run() throws {
         installInterruptHandler()
+        if let device {
+            do { _ = try Context.open(name: device) } catch { fail(error) }  // An unknown name is an error up front.
+        }
         let vulkan = LazyVulkan(index: vulkanDevice)
         if server {
             let srv: PingPongServer
@@ -76,6 +80,9 @@ struct PingPongCommand: ParsableCommand {
                                          log: { line in FileHandle.standardError.write(Data("pingpong server: \(line)\n".utf8)) })
             } catch {
                 fail(error)
+            }
+            if let device, let bound = srv.listener.context?.name, bound != device {
+                fail("\(bind ?? "*") belongs to \(bound), not --device \(device)")
             }
             print("pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue)")
             let failed = srv.serve(maxClients: maxClients)
@@ -92,6 +99,7 @@ struct PingPongCommand: ParsableCommand {
         config.memory = memory
         config.timeout = .seconds(timeout)
         config.window = window
+        config.device = device
         let result: PingPongResult
         do {
             result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),

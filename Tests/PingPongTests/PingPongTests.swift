@@ -122,19 +122,19 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertEqual(box.failed, 0, "every server session ended cleanly")
     }
 
-    private var vkverbs: URL {
+    var vkverbs: URL {
         // The CLI sits next to the test executable in the build directory.
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vkverbs")
     }
 
-    private func requireCLI() throws {
+    func requireCLI() throws {
         guard FileManager.default.isExecutableFile(atPath: vkverbs.path) else {
             if RDMAEnvironment.isRequired { XCTFail("\(vkverbs.path) is missing: build it (swift build) before the fabric run") }
             throw XCTSkip("skipped: vkverbs is not built next to the tests (\(vkverbs.path))")
         }
     }
 
-    private func run(_ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {
+    func run(_ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {
         let p = Process()
         p.executableURL = vkverbs
         p.arguments = args
@@ -162,6 +162,8 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertLessThan(r.seconds, 15)
         r = try run(["pingpong", "--server", "--bind", "198.51.100.1"])
         XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("rdma_bind_addr"), r.output)
+        r = try run(["pingpong", "--client", env.address, "--device", "mlx5_99"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("mlx5_99"), r.output)
         r = try run(["devices", "--json"])
         XCTAssertEqual(r.status, 0); XCTAssertTrue(r.output.contains(env.context.name), r.output)
     }
@@ -192,6 +194,39 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.output.contains("went away") || r.output.contains("timed out"), r.output)
         XCTAssertLessThan(r.seconds, 30)
+    }
+}
+
+extension PingPongFabricTests {
+    /// Ctrl-C on the client: it stops, prints what it measured, exits 130, and the server goes on.
+    func testInterruptStopsCleanlyAndReports() throws {
+        try requireCLI()
+        let server = Process()
+        server.executableURL = vkverbs
+        server.arguments = ["pingpong", "--server", "--bind", env.address, "--port", "18610", "--max-clients", "2"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+
+        let client = Process()
+        client.executableURL = vkverbs
+        client.arguments = ["pingpong", "--client", env.address, "--port", "18610", "--retry", "20", "--sweep", "-i", "1000000"]
+        let pipe = Pipe()
+        client.standardOutput = pipe
+        client.standardError = FileHandle.nullDevice
+        try client.run()
+        Thread.sleep(forTimeInterval: 6)
+        kill(client.processIdentifier, SIGINT)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        client.waitUntilExit()
+        XCTAssertEqual(client.terminationStatus, 130, output)
+        XCTAssertTrue(output.contains("interrupted"), output)
+        XCTAssertTrue(output.contains("t_typical"), "the table of what was measured: \(output)")
+
+        // The server survived the interrupted session and serves the next client.
+        let next = try run(["pingpong", "--client", env.address, "--port", "18610", "-i", "20", "--warmup", "2"])
+        XCTAssertEqual(next.status, 0, next.output)
     }
 }
 
