@@ -408,7 +408,7 @@ final class LayerTests: ValidatedVulkanTestCase {
         let engine = try GPUCommandRunner(device: device)
         let size = 3 * 4096 + 256
         let listener = try Listener(address: fabric, port: 0)
-        let writer = NVAddressWriter(host: fabric, port: listener.port, size: size)
+        let writer = WriterThread(host: fabric, port: listener.port, size: size, count: 1)
         writer.start()
         let request = try listener.accept(timeout: .seconds(30))
         let pd = try ProtectionDomain(context: request.context)
@@ -429,9 +429,9 @@ final class LayerTests: ValidatedVulkanTestCase {
 
         let check = try DeviceBuffer(device: device, size: UInt64(size), hostVisible: true)
         try engine.copy(from: allocation.buffer, to: check)
-        XCTAssertEqual(Array(check.bytes!), NVAddressWriter.pattern(size: size))
+        XCTAssertEqual(Array(check.bytes!), WriterThread.pattern(size: size, index: 0))
         let atAddress = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: size)
-        XCTAssertEqual(Array(atAddress), NVAddressWriter.pattern(size: size))
+        XCTAssertEqual(Array(atAddress), WriterThread.pattern(size: size, index: 0))
         try? connection.disconnect(timeout: .seconds(2))
         writer.finish(timeout: 10)
     }
@@ -455,57 +455,5 @@ final class LayerTests: ValidatedVulkanTestCase {
             throw XCTSkip("skipped: VKVERBS_FABRIC_ADDR is not set")
         }
         return address
-    }
-}
-
-/// The peer: connects, reads the region from the accept's private data and RDMA-writes `pattern` into it.
-private final class NVAddressWriter: @unchecked Sendable {
-    let host: String, port: UInt16, size: Int
-    private let written = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var failure: Error?
-
-    init(host: String, port: UInt16, size: Int) {
-        (self.host, self.port, self.size) = (host, port, size)
-    }
-
-    static func pattern(size: Int) -> [UInt8] {
-        (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ 3) }
-    }
-
-    func start() {
-        Thread.detachNewThread { [self] in
-            var connection: Connection?
-            do { connection = try run() } catch { failure = error }
-            written.signal()
-            _ = try? connection?.waitForPeerDisconnect(timeout: .seconds(60))
-            try? connection?.disconnect(timeout: .seconds(2))
-            finished.signal()
-        }
-    }
-
-    func wait(timeout seconds: Int) throws {
-        guard written.wait(timeout: .now() + .seconds(seconds)) == .success else {
-            throw VerbsError.timedOut(operation: "the writer thread", after: .seconds(seconds))
-        }
-        if let failure { throw failure }
-    }
-
-    func finish(timeout seconds: Int) { _ = finished.wait(timeout: .now() + .seconds(seconds)) }
-
-    private func run() throws -> Connection {
-        let route = try ResolvedRoute.resolve(host: host, port: port, timeout: .seconds(30))
-        let pd = try ProtectionDomain(context: route.context)
-        let cq = try CompletionQueue(context: route.context, capacity: 8)
-        let connection = try route.prepare(pd: pd, sendCQ: cq, receiveCQ: cq).connect(timeout: .seconds(30))
-        let source = try HostBuffer(count: size)
-        let bytes = Self.pattern(size: size)
-        for i in 0..<size { source.bytes[i] = bytes[i] }
-        let region = try pd.register(source, access: .local)
-        let remote = try RemoteBuffer(decoding: connection.peerPrivateData)
-        try connection.queuePair.postSend(SendRequest(id: 1, operation: .write(remote, offset: 0),
-                                                      segment: try region.segment(offset: 0, length: size)))
-        _ = try cq.collect(1, timeout: .seconds(30), mode: .busyPoll)
-        return connection
     }
 }
