@@ -57,7 +57,6 @@ public final class TransferEngine: @unchecked Sendable {
     private var lastSignaledWR: UInt64 = 0
     /// Signaled requests in flight, in posting order: (wr_id, requests it retires, op it ends, op name).
     private var signaled: [(wr: UInt64, covers: Int, ends: Ticket?, name: String)] = []
-    private var opOfWR: [(upTo: UInt64, name: String)] = []
     private var inFlight = 0
     private var completed: Set<Ticket> = []
     private var failure: TransferError?
@@ -155,7 +154,6 @@ public final class TransferEngine: @unchecked Sendable {
         }
         nextWR += 1
         inFlight += 1
-        opOfWR.append((wr, name))
         if signal {
             signaled.append((wr, Int(wr - lastSignaledWR), last ? ticket : nil, name))
             lastSignaledWR = wr
@@ -221,7 +219,9 @@ public final class TransferEngine: @unchecked Sendable {
     /// unsignaled request posted before it.
     private func retire(_ wc: WorkCompletion) throws(TransferError) -> Ticket? {
         if !wc.isSuccess {
-            let name = opOfWR.first { $0.upTo >= wc.workRequestID }?.name ?? "operation"
+            // Every operation ends with a signaled request, so the first signaled one at or after
+            // the failed request belongs to its operation.
+            let name = signaled.first { $0.wr >= wc.workRequestID }?.name ?? "operation"
             throw fail(wc.status == .flushed && !connection.isConnected
                        ? .disconnected(operation: name)
                        : .failed(operation: name, status: wc.status, vendorError: wc.vendorError))
@@ -232,7 +232,6 @@ public final class TransferEngine: @unchecked Sendable {
             inFlight -= first.covers
             if let t = first.ends { finished = t }
         }
-        opOfWR.removeAll { $0.upTo <= wc.workRequestID }
         return finished
     }
 

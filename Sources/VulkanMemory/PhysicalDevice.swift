@@ -169,12 +169,7 @@ public struct PhysicalDevice: @unchecked Sendable {
         guard try supportedExtensions().contains(ExtensionName.externalMemoryHost) else { return nil }
         var host = VkPhysicalDeviceExternalMemoryHostPropertiesEXT()
         host.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT
-        var props = VkPhysicalDeviceProperties2()
-        props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
-        withUnsafeMutablePointer(to: &host) { chained in
-            props.pNext = UnsafeMutableRawPointer(chained)
-            vkGetPhysicalDeviceProperties2(raw, &props)
-        }
+        queryProperties2(chaining: &host)
         return host.minImportedHostPointerAlignment
     }
 
@@ -193,6 +188,19 @@ public struct PhysicalDevice: @unchecked Sendable {
     func requireVersion() throws(VulkanError) {
         guard effectiveAPIVersion >= .v1_1 else {
             throw .apiVersionTooOld(found: effectiveAPIVersion.description, needed: APIVersion.v1_1.description)
+        }
+    }
+}
+
+extension PhysicalDevice {
+    /// `vkGetPhysicalDeviceProperties2` with `extended` (an extension properties struct, its
+    /// sType set) as the whole pNext chain; the driver fills it in.
+    func queryProperties2<T>(chaining extended: inout T) {
+        var props = VkPhysicalDeviceProperties2()
+        props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
+        withUnsafeMutablePointer(to: &extended) { chained in
+            props.pNext = UnsafeMutableRawPointer(chained)
+            vkGetPhysicalDeviceProperties2(raw, &props)
         }
     }
 }

@@ -137,12 +137,7 @@ extension PhysicalDevice {
         if effectiveAPIVersion >= APIVersion(major: 1, minor: 2) || extensions.contains("VK_KHR_driver_properties") {
             var driver = VkPhysicalDeviceDriverProperties()
             driver.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES
-            var props2 = VkPhysicalDeviceProperties2()
-            props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2
-            withUnsafeMutablePointer(to: &driver) { chained in
-                props2.pNext = UnsafeMutableRawPointer(chained)
-                vkGetPhysicalDeviceProperties2(raw, &props2)
-            }
+            queryProperties2(chaining: &driver)
             name = string(fromCharArray: driver.driverName)
             info = string(fromCharArray: driver.driverInfo)
         }

@@ -436,24 +436,4 @@ final class LayerTests: ValidatedVulkanTestCase {
         writer.finish(timeout: 10)
     }
 
-    private func requireFabric() throws -> String {
-        let required = ProcessInfo.processInfo.environment["VKVERBS_REQUIRE_RDMA"] == "1"
-        do {
-            _ = try Context.open()
-        } catch .notFound(let what) {
-            if required {
-                XCTFail("VKVERBS_REQUIRE_RDMA=1 but there is no RDMA device")
-                throw VerbsError.notFound(what)
-            }
-            throw XCTSkip("skipped: no RDMA device")
-        }
-        guard let address = ProcessInfo.processInfo.environment["VKVERBS_FABRIC_ADDR"] else {
-            if required {
-                XCTFail("VKVERBS_REQUIRE_RDMA=1 but VKVERBS_FABRIC_ADDR is not set")
-                throw VerbsError.invalidArgument("VKVERBS_FABRIC_ADDR is not set")
-            }
-            throw XCTSkip("skipped: VKVERBS_FABRIC_ADDR is not set")
-        }
-        return address
-    }
 }

@@ -9,27 +9,6 @@ import XCTest
 /// private data; a client thread RDMA-writes a pattern into each; then the GPU copies each
 /// region into a second buffer, which must hold the pattern.
 final class RDMATests: ValidatedVulkanTestCase {
-    private func requireFabric() throws -> String {
-        let required = ProcessInfo.processInfo.environment["VKVERBS_REQUIRE_RDMA"] == "1"
-        do {
-            _ = try Context.open()
-        } catch .notFound(let what) {
-            if required {
-                XCTFail("VKVERBS_REQUIRE_RDMA=1 but there is no RDMA device")
-                throw VerbsError.notFound(what)
-            }
-            throw XCTSkip("skipped: no RDMA device")
-        }
-        guard let address = ProcessInfo.processInfo.environment["VKVERBS_FABRIC_ADDR"] else {
-            if required {
-                XCTFail("VKVERBS_REQUIRE_RDMA=1 but VKVERBS_FABRIC_ADDR is not set")
-                throw VerbsError.invalidArgument("VKVERBS_FABRIC_ADDR is not set")
-            }
-            throw XCTSkip("skipped: VKVERBS_FABRIC_ADDR is not set")
-        }
-        return address
-    }
-
     func testPeerWritesIntoEachStrategyAndGPUCopiesIt() throws {
         let address = try requireFabric()
         let device = try makeLavapipeDevice()

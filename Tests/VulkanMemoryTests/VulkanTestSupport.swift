@@ -1,4 +1,6 @@
 import CVulkan
+import Foundation
+import Verbs
 import VulkanMemory
 import XCTest
 
@@ -34,6 +36,28 @@ class ValidatedVulkanTestCase: XCTestCase {
 
     func makeLavapipeDevice(_ options: VulkanDevice.Options = .init()) throws -> VulkanDevice {
         try VulkanDevice(physicalDevice: try lavapipe(try makeInstance()), options: options)
+    }
+
+    /// The fabric's address, or a skip without an RDMA device (a failure when VKVERBS_REQUIRE_RDMA=1).
+    func requireFabric() throws -> String {
+        let required = ProcessInfo.processInfo.environment["VKVERBS_REQUIRE_RDMA"] == "1"
+        do {
+            _ = try Context.open()
+        } catch .notFound(let what) {
+            if required {
+                XCTFail("VKVERBS_REQUIRE_RDMA=1 but there is no RDMA device")
+                throw VerbsError.notFound(what)
+            }
+            throw XCTSkip("skipped: no RDMA device")
+        }
+        guard let address = ProcessInfo.processInfo.environment["VKVERBS_FABRIC_ADDR"] else {
+            if required {
+                XCTFail("VKVERBS_REQUIRE_RDMA=1 but VKVERBS_FABRIC_ADDR is not set")
+                throw VerbsError.invalidArgument("VKVERBS_FABRIC_ADDR is not set")
+            }
+            throw XCTSkip("skipped: VKVERBS_FABRIC_ADDR is not set")
+        }
+        return address
     }
 }
 
