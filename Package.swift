@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // HMAC-SHA256 for the optional shared-secret check in the ping-pong handshake.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libibverbs + librdmacm, found through pkg-config; Debian's -dev packages provide them.
@@ -33,7 +35,9 @@ let package = Package(
         .target(name: "Verbs", dependencies: ["CVerbs"]),
         .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
         .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
-        .target(name: "PingPong", dependencies: ["Verbs", "VulkanMemory", "CVerbs"]),
+        .target(name: "PingPong", dependencies: [
+            "Verbs", "VulkanMemory", "CVerbs", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
