@@ -10,14 +10,19 @@ public enum PingPongClient {
     /// Connects to `host`:`port` and measures every size of `config`. `progress` gets a line
     /// now and then on long runs; Ctrl-C (`stopRequested`) ends the run with what was measured.
     /// While nothing listens yet, the connect is retried for `retry` (a server still starting).
+    /// With `secret`, the handshake carries an HMAC the server checks, and the server's answer must
+    /// carry one too (bound to this request) before its buffer is used.
     public static func run(host: String, port: UInt16, config: PingPongConfiguration, retry: Duration = .zero,
-                           vulkan: () throws(VulkanError) -> VulkanDevice,
+                           secret: SharedSecret? = nil, vulkan: () throws(VulkanError) -> VulkanDevice,
                            progress: (String) -> Void = { _ in }) throws(PingPongError) -> PingPongResult {
         let deadline = ContinuousClock.now + retry
         while true {
             do {
-                return try runOnce(host: host, port: port, config: config, vulkan: vulkan, progress: progress)
+                return try runOnce(host: host, port: port, config: config, secret: secret, vulkan: vulkan, progress: progress)
             } catch let error {
+                if case let .verbs(.connection(failure)) = error, failure.reason == .rejected, let text = failure.peerMessage {
+                    throw .rejected(text)
+                }
                 guard case let .verbs(.connection(failure)) = error, failure.isNoListener, ContinuousClock.now < deadline,
                       !stopRequested.load(ordering: .relaxed) else { throw error }
                 usleep(250_000)
@@ -25,7 +30,7 @@ public enum PingPongClient {
         }
     }
 
-    static func runOnce(host: String, port: UInt16, config: PingPongConfiguration,
+    static func runOnce(host: String, port: UInt16, config: PingPongConfiguration, secret: SharedSecret?,
                         vulkan: () throws(VulkanError) -> VulkanDevice,
                         progress: (String) -> Void) throws(PingPongError) -> PingPongResult {
         try v { () throws(VerbsError) in try config.validate() }
@@ -35,11 +40,12 @@ public enum PingPongClient {
             throw .verbs(.invalidArgument("\(host) is reached through \(route.context.name), not --device \(wanted)"))
         }
         let r = try Resources.make(context: route.context, config: config.memory, bufferSize: config.bufferSize,
-                                   window: config.window, vulkan: vulkan)
+                                   access: Resources.clientAccess(config), window: config.window, vulkan: vulkan)
         if config.operation == .write && config.measurement == .latency && r.memory.hostBytes == nil {
             throw .protocolError("write latency spins on the buffer's last byte, which the host cannot see in \(r.memory.description); use --op write-imm")
         }
         let deviceName = route.context.name
+        let request = Handshake.request(config, buffer: r.memory.region.remoteBuffer, mailbox: r.mailbox.remoteBuffer, secret: secret)
         let connection: Connection
         do {
             let prepared = try route.prepare(pd: r.pd, sendCQ: r.send, receiveCQ: r.receive,
@@ -49,16 +55,16 @@ public enum PingPongClient {
                     try prepared.queuePair.postReceive(id: 0, segment: try r.memory.region.segment(offset: 0, length: config.bufferSize))
                 }
             }
-            connection = try prepared.connect(privateData: Handshake.request(config, buffer: r.memory.region.remoteBuffer,
-                                                                             mailbox: r.mailbox.remoteBuffer), timeout: config.timeout)
+            connection = try prepared.connect(privateData: request, timeout: config.timeout)
         } catch {
             throw .verbs(error)
         }
+        defer { try? connection.disconnect(timeout: .seconds(2)) }
         let peer = Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
         let answer = try v { () throws(VerbsError) in try Handshake.decodeAnswer(connection.peerPrivateData) }
+        if let secret { try Handshake.verifyAnswer(connection.peerPrivateData, request: request, secret: secret) }
         peer.peerBuffer = answer.buffer
         peer.peerMailbox = answer.mailbox
-        defer { try? connection.disconnect(timeout: .seconds(2)) }
         if config.operation == .send || config.operation == .writeImm { peer.postedReceives = Peer.receiveDepth }
 
         var result = PingPongResult(operation: config.operation, measurement: config.measurement,

@@ -8,11 +8,11 @@ final class PingPongMemory {
     let hostBytes: UnsafeMutableRawPointer?
     let description: String
 
-    init(kind: MemoryKind, size: Int, pd: ProtectionDomain, vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError) {
+    init(kind: MemoryKind, size: Int, pd: ProtectionDomain, access: AccessFlags, vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError) {
         do {
             if kind == .host {
                 let buffer = try HostBuffer(count: size)
-                region = try pd.register(buffer, access: .remote)
+                region = try pd.register(buffer, access: access)
                 hostBytes = buffer.pointer
                 description = "host memory"
                 return
@@ -27,7 +27,7 @@ final class PingPongMemory {
             case .staged: strategy = .staged
             }
             let allocation = try vulkan().allocate(size: UInt64(size), strategy: strategy, nic: pd)
-            region = try allocation.registrable.register(with: pd, access: .remote)
+            region = try allocation.registrable.register(with: pd, access: access)
             hostBytes = allocation.hostBytes?.baseAddress
             description = "Vulkan \(allocation.strategy) on \(allocation.device.physicalDevice.name)"
                 + (allocation.strategy == .staged ? " (the NIC works on the registered staging buffer)" : "")
@@ -48,6 +48,10 @@ public enum PingPongError: Error, CustomStringConvertible, Sendable {
     case peerGone(String)
     case timedOut(String)
     case interrupted
+    /// The peer check with the shared secret failed (either side).
+    case authenticationFailed(String)
+    /// The server refused the connection and said why (busy, bad request, authentication).
+    case rejected(String)
 
     public var description: String {
         switch self {
@@ -57,6 +61,8 @@ public enum PingPongError: Error, CustomStringConvertible, Sendable {
         case let .peerGone(text): return "the peer went away \(text)"
         case let .timedOut(text): return "timed out \(text)"
         case .interrupted: return "interrupted"
+        case let .authenticationFailed(text): return "authentication failed: \(text)"
+        case let .rejected(text): return "the server refused the connection: \(text)"
         }
     }
 }

@@ -15,7 +15,7 @@ public struct PingPongResult: Codable, Sendable {
 
 /// Builds both sides' resources the same way.
 enum Resources {
-    static func make(context: Context, config kind: MemoryKind, bufferSize: Int, window: Int,
+    static func make(context: Context, config kind: MemoryKind, bufferSize: Int, access: AccessFlags, window: Int,
                      vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError)
         -> (pd: ProtectionDomain, send: CompletionQueue, receive: CompletionQueue, memory: PingPongMemory,
             mailbox: MemoryRegion, outbox: MemoryRegion) {
@@ -23,10 +23,27 @@ enum Resources {
         let send = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: window + 64) }
         let receive = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2) }
         // Two halves: peers write into the first, we post from the second.
-        let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, vulkan: vulkan)
-        let mailbox = try v { () throws(VerbsError) in try pd.register(try HostBuffer(count: Peer.mailboxSize), access: .remote) }
+        let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, access: access, vulkan: vulkan)
+        // The peer RDMA-writes control messages and heartbeats into the mailbox; it never reads it.
+        let mailbox = try v { () throws(VerbsError) in
+            try pd.register(try HostBuffer(count: Peer.mailboxSize), access: [.localWrite, .remoteWrite])
+        }
         let outbox = try v { () throws(VerbsError) in try pd.register(try HostBuffer(count: Peer.mailboxSize), access: .local) }
         return (pd, send, receive, memory, mailbox, outbox)
+    }
+
+    /// Least privilege: the server's buffer is open to what the client's operation does to it, no more.
+    static func serverAccess(_ op: RDMAOperation) -> AccessFlags {
+        switch op {
+        case .write, .writeImm: return [.localWrite, .remoteWrite]
+        case .read: return [.localWrite, .remoteRead]
+        case .send: return .local
+        }
+    }
+
+    /// The client's buffer is written by the server only in write and write-imm latency (the echo).
+    static func clientAccess(_ c: PingPongConfiguration) -> AccessFlags {
+        c.measurement == .latency && (c.operation == .write || c.operation == .writeImm) ? [.localWrite, .remoteWrite] : .local
     }
 
     static func capabilities(window: Int, inline: UInt32) -> QueuePairCapabilities {

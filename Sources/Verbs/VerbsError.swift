@@ -94,6 +94,13 @@ public struct ConnectionFailure: Equatable, Sendable, CustomStringConvertible {
     /// A connect that found no listener (the server is not up, or the port is wrong).
     public var isNoListener: Bool { reason == .rejected && status == 8 }
 
+    /// The reject's private data as text, when it is printable ASCII (the CM pads it with zeros).
+    public var peerMessage: String? {
+        let bytes = privateData.prefix { $0 != 0 }
+        guard !bytes.isEmpty, bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     public var description: String {
         var text = "\(reason.rawValue) (\(event), status \(status)"
         if status < 0 { text += ": \(errnoText(-status))" }
@@ -101,6 +108,7 @@ public struct ConnectionFailure: Equatable, Sendable, CustomStringConvertible {
         // listener on that port; 28 is a reject by the peer's application.
         if reason == .rejected && status == 8 { text += ": nothing listens there" }
         if reason == .rejected && status == 28 { text += ": refused by the peer's application" }
+        if let peerMessage { text += ", saying \"\(peerMessage)\"" }
         return text + ")"
     }
 }

@@ -29,9 +29,12 @@ struct PingPongCommand: ParsableCommand {
         commandName: "pingpong",
         abstract: "Latency or bandwidth between two hosts, as perftest measures it (ib_write_lat, ib_write_bw, ...).",
         discussion: """
-        Start `vkverbs pingpong --server` on one host, then `vkverbs pingpong --client HOST` on the other.
-        The server serves clients one after another until stopped (Ctrl-C) or --max-clients is reached.
-        Latency is half the round trip for write, write-imm and send (perftest's definition) and the whole
+        Start `vkverbs pingpong --server` on one host, then `vkverbs pingpong --client HOST` on the other. \
+        The server serves clients until stopped (Ctrl-C) or --max-clients is reached, at most \
+        --max-sessions at once (default 1: one after another); a client beyond the limit is refused at \
+        once with "busy". With --secret-file on both sides, each side proves it knows the key (an \
+        HMAC-SHA256 in the connection's private data) before any buffer is used. \
+        Latency is half the round trip for write, write-imm and send (perftest's definition) and the whole \
         read for read; t_typical is the median. Ctrl-C on the client stops and prints what was measured.
         """)
 
@@ -52,6 +55,8 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "Bandwidth: work requests in flight.") var window: Int = 128
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
     @Option(help: "Server: stop after this many clients.") var maxClients: Int?
+    @Option(help: "Server: sessions served at once; more clients are refused as busy.") var maxSessions: Int = 1
+    @Option(help: "A file holding a shared key (at least 16 bytes) both sides must know.") var secretFile: String?
     @Option(help: "Client: keep retrying this many seconds while no server listens yet.") var retry: Int = 0
     @Flag(help: "Print JSON instead of the table.") var json = false
     @Flag(help: "Print CSV instead of the table.") var csv = false
@@ -64,6 +69,7 @@ struct PingPongCommand: ParsableCommand {
         if size > 1 << 30 { throw ValidationError("--size \(size) is above the 1 GiB limit of one buffer") }
         if iterations <= 0 { throw ValidationError("--iterations must be at least 1") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if maxSessions < 1 { throw ValidationError("--max-sessions must be at least 1") }
     }
 
     func run() throws {
@@ -72,11 +78,15 @@ struct PingPongCommand: ParsableCommand {
             do { _ = try Context.open(name: device) } catch { fail(error) }  // An unknown name is an error up front.
         }
         let vulkan = LazyVulkan(index: vulkanDevice)
+        var secret: SharedSecret?
+        if let secretFile {
+            do { secret = try SharedSecret(contentsOf: secretFile) } catch { fail("--secret-file: \(error)") }
+        }
         if server {
             let srv: PingPongServer
             do {
                 srv = try PingPongServer(bind: bind, port: port, memory: memory, timeout: .seconds(timeout),
-                                         vulkan: { () throws(VulkanError) in try vulkan.get() },
+                                         maxSessions: maxSessions, secret: secret, vulkan: { () throws(VulkanError) in try vulkan.get() },
                                          log: { line in FileHandle.standardError.write(Data("pingpong server: \(line)\n".utf8)) })
             } catch {
                 fail(error)
@@ -84,7 +94,8 @@ struct PingPongCommand: ParsableCommand {
             if let device, let bound = srv.listener.context?.name, bound != device {
                 fail("\(bind ?? "*") belongs to \(bound), not --device \(device)")
             }
-            print("pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue)")
+            print("pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue), "
+                  + "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once\(secret == nil ? "" : ", shared secret required")")
             let failed = srv.serve(maxClients: maxClients)
             if failed > 0 { throw ExitCode(1) }
             return
@@ -103,7 +114,7 @@ struct PingPongCommand: ParsableCommand {
         let result: PingPongResult
         do {
             result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),
-                                            vulkan: { () throws(VulkanError) in try vulkan.get() },
+                                            secret: secret, vulkan: { () throws(VulkanError) in try vulkan.get() },
                                             progress: { FileHandle.standardError.write(Data("progress: \($0)\n".utf8)) })
         } catch {
             if case let .verbs(.connection(failure)) = error, failure.isNoListener {

@@ -43,26 +43,80 @@ final class PingPongHostTests: XCTestCase {
         config.measurement = .bandwidth
         config.sizes = [4096, 65536]
         let buffer = RemoteBuffer(address: 0x1000, length: 131_072, rkey: 7)
-        let mailbox = RemoteBuffer(address: 0x9000, length: 32, rkey: 8)
+        let mailbox = RemoteBuffer(address: 0x9000, length: UInt64(Peer.mailboxSize), rkey: 8)
         let bytes = Handshake.request(config, buffer: buffer, mailbox: mailbox)
         XCTAssertEqual(bytes.count, PrivateDataLimit.connect)
-        let decoded = try Handshake.decodeRequest(bytes + [0, 0, 0])
+        let decoded = try Handshake.decodeRequest(bytes + [0, 0, 0])  // The CM pads; padding is ignored.
         XCTAssertEqual(decoded.operation, .send)
         XCTAssertEqual(decoded.measurement, .bandwidth)
         XCTAssertEqual(decoded.bufferSize, 65536)
-        XCTAssertEqual(decoded.buffer, buffer)
+        XCTAssertEqual(decoded.buffer, buffer, "the buffer length is implied: two halves of the buffer size")
         XCTAssertEqual(decoded.mailbox, mailbox)
+        XCTAssertEqual(decoded.tag, [UInt8](repeating: 0, count: 12), "no secret, no tag")
 
         XCTAssertThrowsError(try Handshake.decodeRequest(Array(bytes.prefix(40))), "short")
+        XCTAssertThrowsError(try Handshake.decodeRequest([]), "empty")
         var bad = bytes; bad[0] = 0x58
         XCTAssertThrowsError(try Handshake.decodeRequest(bad), "bad magic")
-        bad = bytes; bad[4] = 99
-        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "unknown version")
+        bad = bytes; bad[4] = 1
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "the previous protocol version")
         bad = bytes; bad[5] = 200
         XCTAssertThrowsError(try Handshake.decodeRequest(bad), "unknown operation")
+        bad = bytes; bad[7] = 99
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "unknown memory kind")
         bad = bytes; bad[8] = 0xFF
         XCTAssertThrowsError(try Handshake.decodeRequest(bad), "absurd buffer size")
+        bad = bytes; bad[8...11] = [0, 0, 0, 0]
+        XCTAssertThrowsError(try Handshake.decodeRequest(bad), "zero buffer size")
         XCTAssertThrowsError(try Handshake.decodeAnswer(Array(repeating: 0, count: 45)), "answer without magic")
+        XCTAssertThrowsError(try Handshake.decodeAnswer(Array("VKPP".utf8)), "short answer")
+        // The public fuzz entry points take anything without trapping.
+        for n in [0, 1, 4, 44, 55, 56, 57, 200] {
+            _ = try? HandshakeWire.checkRequest((0..<n).map { _ in UInt8.random(in: 0...255) })
+            _ = try? HandshakeWire.checkAnswer(Array("VKPP".utf8) + (0..<n).map { _ in UInt8.random(in: 0...255) })
+        }
+    }
+
+    func testSharedSecretSignsBothWaysAndRefusesTamperingAndReplay() throws {
+        let secret = try SharedSecret(Array("0123456789abcdef-the-key".utf8))
+        let other = try SharedSecret(Array("0123456789abcdef-not-it".utf8))
+        XCTAssertThrowsError(try SharedSecret(Array("short".utf8)), "a key under 16 bytes")
+        var config = PingPongConfiguration()
+        config.sizes = [64]
+        let buffer = RemoteBuffer(address: 0x1000, length: 128, rkey: 7)
+        let mailbox = RemoteBuffer(address: 0x9000, length: UInt64(Peer.mailboxSize), rkey: 8)
+        let bytes = Handshake.request(config, buffer: buffer, mailbox: mailbox, secret: secret)
+        XCTAssertEqual(bytes.count, PrivateDataLimit.connect)
+        let request = try Handshake.decodeRequest(bytes)
+        XCTAssertNoThrow(try Handshake.authenticate(request, secret: secret))
+        XCTAssertThrowsError(try Handshake.authenticate(request, secret: other), "another key")
+        XCTAssertThrowsError(try Handshake.authenticate(try Handshake.decodeRequest(Handshake.request(config, buffer: buffer, mailbox: mailbox)),
+                                                        secret: secret), "no tag")
+        for i in [5, 12, 20, 33, 40, 50] {  // Any changed byte, the rkeys and the nonce included, breaks the tag.
+            var tampered = bytes; tampered[i] ^= 0x01
+            if let r = try? Handshake.decodeRequest(tampered) {
+                XCTAssertThrowsError(try Handshake.authenticate(r, secret: secret), "byte \(i) changed")
+            }
+        }
+        let stale = try Handshake.decodeRequest(Handshake.request(config, buffer: buffer, mailbox: mailbox, secret: secret,
+                                                                  time: Handshake.now() - 600))
+        XCTAssertThrowsError(try Handshake.authenticate(stale, secret: secret), "ten minutes old")
+        var guardian = ReplayGuard()
+        XCTAssertNoThrow(try guardian.admit(request))
+        XCTAssertThrowsError(try guardian.admit(request), "the same request again")
+        XCTAssertNoThrow(try guardian.admit(try Handshake.decodeRequest(Handshake.request(config, buffer: buffer, mailbox: mailbox, secret: secret))))
+
+        // The answer is bound to the request it answers.
+        let answer = Handshake.answer(buffer: buffer, mailbox: mailbox, request: bytes, secret: secret)
+        XCTAssertLessThanOrEqual(answer.count, PrivateDataLimit.accept)
+        XCTAssertNoThrow(try Handshake.verifyAnswer(answer, request: bytes, secret: secret))
+        XCTAssertThrowsError(try Handshake.verifyAnswer(answer, request: bytes, secret: other), "another key")
+        var otherRequest = bytes; otherRequest[40] ^= 1
+        XCTAssertThrowsError(try Handshake.verifyAnswer(answer, request: otherRequest, secret: secret), "another request")
+        XCTAssertThrowsError(try Handshake.verifyAnswer(Handshake.answer(buffer: buffer, mailbox: mailbox, request: bytes, secret: nil),
+                                                        request: bytes, secret: secret), "a server without the secret")
+        var forged = answer; forged[21] ^= 0x80  // A different rkey in the answer.
+        XCTAssertThrowsError(try Handshake.verifyAnswer(forged, request: bytes, secret: secret), "a changed rkey")
     }
 
     func testConfigurationValidation() {
