@@ -77,5 +77,9 @@ let package = Package(
         ),
         .testTarget(name: "PingPongTests", dependencies: ["PingPong", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
+        // The handshake fuzz target (issue 9): a corpus replayer in plain builds, a libFuzzer
+        // binary under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
+        .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .executableTarget(name: "HandshakeFuzzer", dependencies: ["PingPong", "Verbs", "CLibFuzzer"], path: "Fuzz/HandshakeFuzzer"),
     ]
 )

@@ -1,0 +1,155 @@
+// HandshakeFuzzer (issue 9): the ping-pong handshake decoders, `HandshakeWire.checkRequest` and
+// `HandshakeWire.checkAnswer`, fed hostile bytes. Each must decode or throw a typed `VerbsError`;
+// a trap (or a sanitizer report) is the bug.
+//
+// Built plainly (`swift build`), it is a regression runner:
+//   HandshakeFuzzer [FILE | DIR]...       every file (directories: every file in them, not recursive)
+//                                         through both decoders, plus each file's prefixes and
+//                                         one-byte mutations; exits 0 unless something traps
+//   HandshakeFuzzer --write-seeds DIR     writes valid handshakes made by PingPong's own encoder
+//                                         (only when built with -DVKVERBS_FUZZ_SEEDS: Seeds.swift)
+// Built with `-Xswiftc -DVKVERBS_FUZZING -Xswiftc -sanitize=fuzzer,address` (`make fuzz`), the
+// command line goes to libFuzzer's driver instead (corpus directories, -max_total_time=..., ...).
+#if canImport(Glibc)
+import Glibc
+#endif
+import PingPong
+import Verbs
+#if VKVERBS_FUZZING
+import CLibFuzzer
+#endif
+
+/// Counts the bytes of every error message, so that formatting the message is exercised too and
+/// not optimised away. Only the single fuzzing thread touches it.
+nonisolated(unsafe) var messageBytes = 0
+
+/// One input through both decoders; says which accepted it.
+func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool) {
+    var accepted = (request: false, answer: false)
+    do throws(VerbsError) {
+        try HandshakeWire.checkRequest(bytes)
+        accepted.request = true
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    do throws(VerbsError) {
+        try HandshakeWire.checkAnswer(bytes)
+        accepted.answer = true
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    return accepted
+}
+
+// MARK: files, with Glibc only (no Foundation in the fuzzing binary)
+
+func fail(_ message: String) -> Never {
+    let line = Array("HandshakeFuzzer: \(message)\n".utf8)
+    _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    exit(2)
+}
+
+func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+}
+
+func readFile(_ path: String) -> [UInt8] {
+    guard let file = fopen(path, "rb") else { fail("cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { fclose(file) }
+    var contents: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
+        if count == 0 { break }
+        contents += chunk[0..<count]
+    }
+    if ferror(file) != 0 { fail("cannot read \(path)") }
+    return contents
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) {
+    guard let file = fopen(path, "wb") else { fail("cannot create \(path): \(String(cString: strerror(errno)))") }
+    let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+    if fclose(file) != 0 || written != bytes.count { fail("cannot write \(path)") }
+}
+
+/// Regular files directly in `path`, sorted, hidden ones skipped.
+func filesIn(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { fail("cannot list \(path): \(String(cString: strerror(errno)))") }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if !name.hasPrefix(".") && !isDirectory(path + "/" + name) { names.append(name) }
+    }
+    return names.sorted().map { path + "/" + $0 }
+}
+
+// MARK: modes
+
+/// Replays files and, for each, every prefix and every one-byte mutation (0x00, 0xff, +1).
+func replay(_ paths: [String]) {
+    let files = paths.flatMap { isDirectory($0) ? filesIn($0) : [$0] }
+    if files.isEmpty { fail("nothing to replay (give files or directories, e.g. Fuzz/corpus)") }
+    var runs = 0, requests = 0, answers = 0
+    for file in files {
+        let bytes = readFile(file)
+        let verdict = exercise(bytes)
+        runs += 1
+        if verdict.request { requests += 1 }
+        if verdict.answer { answers += 1 }
+        for length in 0..<bytes.count {
+            _ = exercise(Array(bytes.prefix(length)))
+            runs += 1
+        }
+        for index in bytes.indices {
+            for value in [0x00, 0xff, bytes[index] &+ 1] as [UInt8] {
+                var mutated = bytes
+                mutated[index] = value
+                _ = exercise(mutated)
+                runs += 1
+            }
+        }
+    }
+    print("HandshakeFuzzer: \(files.count) files, \(runs) inputs, none trapped; "
+          + "as given, \(requests) decode as requests and \(answers) as answers")
+}
+
+func writeSeeds(to directory: String) {
+    guard let seeds = seedInputs() else {
+        fail("--write-seeds needs a build with -DVKVERBS_FUZZ_SEEDS (make fuzz-seeds); see Seeds.swift")
+    }
+    if mkdir(directory, 0o755) != 0 && errno != EEXIST { fail("cannot create \(directory): \(String(cString: strerror(errno)))") }
+    for seed in seeds {
+        writeFile(directory + "/" + seed.name, seed.bytes)
+    }
+    print("HandshakeFuzzer: wrote \(seeds.count) seeds to \(directory)")
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "--write-seeds" {
+    guard arguments.count == 2 else { fail("usage: HandshakeFuzzer --write-seeds DIR") }
+    writeSeeds(to: arguments[1])
+    exit(0)
+}
+
+#if VKVERBS_FUZZING
+/// libFuzzer's usual entry point, also defined because -sanitize=fuzzer links libFuzzer's own
+/// main() object, which references it (SwiftPM renames this file's main, see mk/fuzz.mk).
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    _ = exercise(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+print("HandshakeFuzzer: main.swift hands over to LLVMFuzzerRunDriver")
+let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOne(data, size) }
+exit(status)
+#else
+replay(arguments)
+#endif
