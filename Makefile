@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-loopback lint bench-compare bench-transfer clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback lint bench-compare bench-transfer clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -31,15 +31,15 @@ test: build
 	$(MAKE) lint
 	$(MAKE) test-host
 	$(FABRIC) setup
+	$(MAKE) release
 	$(MAKE) test-two-hosts
 	$(MAKE) test-loopback
 	$(MAKE) test-capi
-	$(MAKE) release
 	$(MAKE) test-fabric
 
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
-	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench .ci/run scripts/check-docker
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
@@ -53,6 +53,13 @@ test-two-hosts: vulkan-layer
 	$(FABRIC) two-hosts -- scripts/two-hosts-exchange
 	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
 	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
+	$(MAKE) test-stream-fault
+
+# A numbered, checksummed stream between the two hosts with the client cut off for 15 s mid-stream:
+# the sender must see the fault, reconnect and resume, and the receiver accept exactly what was sent
+# (the release CLI: the debug build's checksums are too slow under TCG).
+test-stream-fault: release
+	$(FABRIC) two-hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/stream-two-hosts
 
 # The CLI's loopback: Vulkan memory both ways over rxe with every strategy, the NV path through
 # the emulation layer included.

@@ -129,18 +129,19 @@ public final class StreamSender {
         let started = ContinuousClock.now
         var summary = SequencedStream.Summary()
         var completed: UInt64 = 0
-        var link = try connect(completed: completed, firstTime: true)
-        var next = link.resume
+        var current: Link? = try connect(completed: completed, firstTime: true)
+        var next = current!.resume
         var inFlight: [(ticket: Ticket, seq: UInt64)] = []
         let slot = SequencedStream.headerSize + options.messageSize
         while true {
+            let link = current!
             do {
                 if completed == total {
                     // Everything is acknowledged: the end marker, then the receiver's summary.
                     let theirs = try finish(link, slot: slot)
                     var mine = SequencedStream.Summary()
                     mine.accepted = total
-                    mine.digest = Self.digest(of: total, messageSize: options.messageSize)
+                    mine.digest = digest
                     guard theirs == mine else {
                         throw StreamError.lost("the receiver accepted \(theirs.accepted) messages (digest \(String(theirs.digest, radix: 16))), "
                                                + "the sender completed \(total) (digest \(String(mine.digest, radix: 16)))")
@@ -175,33 +176,29 @@ public final class StreamSender {
                 // The connection broke: whatever is in flight may or may not have arrived. The
                 // receiver says where to resume; it must not be behind what completed here.
                 log("connection lost after \(completed) completed messages: \(error)")
+                // The old connection goes before a new one is tried: a cm_id still disconnecting
+                // (its DREQ lost with the link) must not linger beside the new connection.
                 try? link.engine.connection.disconnect(timeout: .seconds(1))
-                link = try connect(completed: completed, firstTime: false)
+                current = nil
+                let fresh = try connect(completed: completed, firstTime: false)
+                current = fresh
                 summary.reconnects += 1
-                summary.faults.append((completed, link.resume))
-                guard link.resume >= completed else {
-                    throw StreamError.lost("the receiver resumes at \(link.resume) but \(completed) messages had completed")
+                summary.faults.append((completed, fresh.resume))
+                guard fresh.resume >= completed else {
+                    throw StreamError.lost("the receiver resumes at \(fresh.resume) but \(completed) messages had completed")
                 }
-                summary.resent += next > link.resume ? next - link.resume : 0
-                next = link.resume
-                completed = link.resume
+                summary.resent += next > fresh.resume ? next - fresh.resume : 0
+                next = fresh.resume
+                completed = fresh.resume
                 inFlight.removeAll()
             }
         }
     }
 
-    /// The digest the receiver must reach after accepting messages 0..<count.
-    static func digest(of count: UInt64, messageSize: Int) -> UInt64 {
-        var d = SequencedStream.digestSeed
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: messageSize, alignment: 8)
-        defer { scratch.deallocate() }
-        for seq in 0..<count {
-            let length = payloadLength(seq, messageSize)
-            Pattern.fill(scratch, count: length, seed: seq)
-            d = SequencedStream.fold(d, seq: seq, checksum: SequencedStream.checksum(scratch.baseAddress!, count: length, seq: seq))
-        }
-        return d
-    }
+    /// The digest the receiver must reach: folded over each message the first time it is filled
+    /// (a message sent again after a reconnect is the same message).
+    private var digest = SequencedStream.digestSeed
+    private var digested: UInt64 = 0
 
     /// Lengths vary (1 byte to the full size), so short and long messages both cross faults.
     static func payloadLength(_ seq: UInt64, _ messageSize: Int) -> Int {
@@ -217,8 +214,12 @@ public final class StreamSender {
         base.storeBytes(of: seq.littleEndian, as: UInt64.self)
         base.storeBytes(of: UInt32(length).littleEndian, toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: SequencedStream.kindData.littleEndian, toByteOffset: 12, as: UInt32.self)
-        base.storeBytes(of: SequencedStream.checksum(payload.baseAddress!, count: length, seq: seq).littleEndian,
-                        toByteOffset: 16, as: UInt64.self)
+        let sum = SequencedStream.checksum(payload.baseAddress!, count: length, seq: seq)
+        base.storeBytes(of: sum.littleEndian, toByteOffset: 16, as: UInt64.self)
+        if seq == digested {
+            digest = SequencedStream.fold(digest, seq: seq, checksum: sum)
+            digested += 1
+        }
         return SequencedStream.headerSize + length
     }
 
@@ -251,7 +252,8 @@ public final class StreamSender {
             attempt += 1
             do {
                 let link = try connectOnce()
-                if !firstTime { log("reconnected (attempt \(attempt)); the receiver resumes at \(link.resume)") }
+                log(firstTime ? "connected; the receiver resumes at \(link.resume)"
+                              : "reconnected (attempt \(attempt)); the receiver resumes at \(link.resume)")
                 return link
             } catch {
                 if "\(error)" != last { log("connect attempt \(attempt) failed: \(error); retrying") }
@@ -339,20 +341,19 @@ public final class StreamReceiver {
 
     /// Receives one stream to its end marker and returns what was accepted. Fails when no sender
     /// has been connected for `reconnectWithin`, or on a gap, a duplicate or a bad checksum.
+    private var link: Link?
+
     public func run() throws(StreamError) -> SequencedStream.Summary {
         let started = ContinuousClock.now
-        var link: Link?
+        defer { link = nil }
         var quietSince = ContinuousClock.now
         while true {
             if link == nil || ContinuousClock.now - quietSince > .seconds(1) {
                 // A new request replaces the current connection: the sender reconnected (perhaps
                 // after a link fault this side has not noticed yet).
+                let hadLink = link != nil
                 if let fresh = try acceptNext(wait: link == nil ? .seconds(1) : .zero) {
-                    if link != nil {
-                        log("the sender reconnected; dropping the old connection")
-                        summary.reconnects += 1
-                    }
-                    if let old = link { try? old.engine.connection.disconnect(timeout: .milliseconds(200)) }
+                    if hadLink { summary.reconnects += 1 }
                     link = fresh
                     quietSince = ContinuousClock.now
                 }
@@ -480,6 +481,13 @@ public final class StreamReceiver {
         let region = try pd.register(try HostBuffer(count: options.window * slot + 64), access: .local)
         let prepared = try request.prepare(pd: pd, sendCQ: send, receiveCQ: receive,
                                            capabilities: QueuePairCapabilities(maxSendRequests: 4, maxReceiveRequests: UInt32(options.window + 4)))
+        if let old = link {
+            // A sender that connects again has given up on the old connection (perhaps after a
+            // link fault this side never saw): it goes first, so no stale cm_id lingers.
+            log("the sender reconnected; dropping the old connection")
+            try? old.engine.connection.disconnect(timeout: .milliseconds(200))
+            link = nil
+        }
         let engine: TransferEngine
         do {
             engine = try TransferEngine(connection: try prepared.accept(privateData: answer(), timeout: .seconds(10)),

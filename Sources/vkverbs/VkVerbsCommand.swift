@@ -11,7 +11,7 @@ struct VkVerbsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vkverbs",
         abstract: "Vulkan GPU memory to RDMA NICs: device report, self-test, exchange between hosts.",
-        subcommands: [Devices.self, SelfTestCommand.self, LoopbackCommand.self, GPUExchangeCommand.self, SinkCommand.self, TransferBenchCommand.self, ExchangeCommand.self, PingPongCommand.self, VulkanCommand.self,
+        subcommands: [Devices.self, SelfTestCommand.self, LoopbackCommand.self, GPUExchangeCommand.self, SinkCommand.self, StreamCommand.self, TransferBenchCommand.self, ExchangeCommand.self, PingPongCommand.self, VulkanCommand.self,
                       GPUBenchCommand.self])
 }
 
