@@ -86,7 +86,14 @@ final class Peer {
             }
             spins += 1
             if spins & 0xFFF == 0 {
-                try checkAlive(what)
+                do {
+                    try checkAlive(what)
+                } catch .peerGone(let text) {
+                    // A peer that says bye and hangs up: its last message may have landed just
+                    // after our look at the mailbox and before its disconnect reached us.
+                    if vkv_load_acquire_u64(box) == receiveSeq, vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq { break }
+                    throw .peerGone(text)
+                }
                 // A peer busy with a long one-sided step says it is alive; that restarts the clock.
                 let now = vkv_monotonic_ns()
                 let latest = vkv_load_acquire_u64(box + Int(Self.heartbeatOffset))

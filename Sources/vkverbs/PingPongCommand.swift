@@ -94,8 +94,11 @@ struct PingPongCommand: ParsableCommand {
             if let device, let bound = srv.listener.context?.name, bound != device {
                 fail("\(bind ?? "*") belongs to \(bound), not --device \(device)")
             }
-            print("pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue), "
-                  + "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once\(secret == nil ? "" : ", shared secret required")")
+            // Unbuffered: scripts wait for this line, and a pipe would otherwise hold it back.
+            let sessions = "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once"
+            let line = "pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue), \(sessions)"
+                + (secret == nil ? "" : ", shared secret required")
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
             let failed = srv.serve(maxClients: maxClients)
             if failed > 0 { throw ExitCode(1) }
             return

@@ -57,8 +57,8 @@ struct StreamCommand: ParsableCommand {
             let receiver: StreamReceiver
             do { receiver = try StreamReceiver(bind: bind, port: port, options: options, log: log) } catch { fail(error) }
             receiver.progress = { report("accepted", $0) }
-            print("stream receiver: listening on \(bind ?? "*"):\(receiver.listener.port)")
-            FileHandle.standardOutput.synchronizeFile()
+            // Unbuffered: scripts wait for this line, and a pipe would otherwise hold it back.
+            FileHandle.standardOutput.write(Data("stream receiver: listening on \(bind ?? "*"):\(receiver.listener.port)\n".utf8))
             do {
                 let summary = try receiver.run()
                 print("stream receiver: accepted \(summary), rss_kib \(residentKiB())")

@@ -69,7 +69,9 @@ final class HostilePeerTests: RDMATestCase {
     func testTwoHundredConnectsAtOnceStayWithinTheLimit() throws {
         let baseline = try baselineCounts()
         do {
-            let running = try startServer(maxSessions: 4)
+            final class Lines: @unchecked Sendable { let lock = NSLock(); var all: [String] = [] }
+            let lines = Lines()
+            let running = try startServer(maxSessions: 4, log: { line in lines.lock.withLock { lines.all.append(line) } })
             let port = running.server.listener.port
             final class Outcomes: @unchecked Sendable {
                 let lock = NSLock()
@@ -110,7 +112,7 @@ final class HostilePeerTests: RDMATestCase {
             let after = try PingPongClient.run(host: env.address, port: port, config: config(.write),
                                                vulkan: { () throws(VulkanError) in try self.noVulkan() })
             XCTAssertEqual(after.latency.first?.iterations, 20)
-            XCTAssertEqual(running.stop(), 0, "no session failed")
+            XCTAssertEqual(running.stop(), 0, "no session failed: \(lines.lock.withLock { lines.all.filter { !$0.hasPrefix("refused a client: busy") && !$0.hasPrefix("client") } })")
         }
         XCTAssertEqual(try resourceCounts(), baseline, "every QP, CQ, MR, PD and cm_id was released")
     }

@@ -197,9 +197,37 @@ final class PingPongFabricTests: RDMATestCase {
         p.standardError = pipe
         let start = Date()
         try p.run()
+        // Every command here must end by itself; one that does not is stopped and fails the test.
+        let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+        watchdog.cancel()
+        let seconds = Date().timeIntervalSince(start)
+        if p.terminationReason == .uncaughtSignal && seconds >= timeout {
+            XCTFail("vkverbs \(args.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self), seconds)
+    }
+
+    /// Starts a `vkverbs pingpong --server` and returns once it listens (its first line), so a
+    /// test never races the server's start.
+    func startServer(_ args: [String]) throws -> Process {
+        let server = Process()
+        server.executableURL = vkverbs
+        server.arguments = ["pingpong", "--server"] + args
+        let pipe = Pipe()
+        server.standardOutput = pipe
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        let ready = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = pipe.fileHandleForReading.availableData  // The "listening on" line (or EOF if it died).
+            ready.signal()
+            while !pipe.fileHandleForReading.availableData.isEmpty {}  // Keep draining.
+        }
+        XCTAssertEqual(ready.wait(timeout: .now() + 60), .success, "the server starts listening")
+        return server
     }
 
     func testCommandLineBadInputGivesOneClearMessage() throws {
@@ -224,20 +252,11 @@ final class PingPongFabricTests: RDMATestCase {
 
     func testPortInUseAndServerDyingMidRun() throws {
         try requireCLI()
-        let server = Process()
-        server.executableURL = vkverbs
-        server.arguments = ["pingpong", "--server", "--bind", env.address, "--port", "18600"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try startServer(["--bind", env.address, "--port", "18600"])
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
 
         // A second server on the same port: a clear error, not a hang.
-        var attempt = try run(["pingpong", "--server", "--bind", env.address, "--port", "18600"])
-        for _ in 0..<20 where !attempt.output.contains("in use") {  // The first may still be starting.
-            Thread.sleep(forTimeInterval: 0.5)
-            attempt = try run(["pingpong", "--server", "--bind", env.address, "--port", "18600"])
-        }
+        let attempt = try run(["pingpong", "--server", "--bind", env.address, "--port", "18600"], timeout: 30)
         XCTAssertEqual(attempt.status, 1)
         XCTAssertTrue(attempt.output.contains("Address already in use"), attempt.output)
 
@@ -255,12 +274,7 @@ extension PingPongFabricTests {
     /// Ctrl-C on the client: it stops, prints what it measured, exits 130, and the server goes on.
     func testInterruptStopsCleanlyAndReports() throws {
         try requireCLI()
-        let server = Process()
-        server.executableURL = vkverbs
-        server.arguments = ["pingpong", "--server", "--bind", env.address, "--port", "18610", "--max-clients", "2"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try startServer(["--bind", env.address, "--port", "18610", "--max-clients", "2"])
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
 
         let client = Process()
@@ -281,6 +295,60 @@ extension PingPongFabricTests {
         // The server survived the interrupted session and serves the next client.
         let next = try run(["pingpong", "--client", env.address, "--port", "18610", "-i", "20", "--warmup", "2"])
         XCTAssertEqual(next.status, 0, next.output)
+    }
+}
+
+extension PingPongFabricTests {
+    /// Clients that connect while the server is down or restarting get in once it is back (with
+    /// --retry); a client whose server is killed under it fails with a reason, and a new run
+    /// after the restart goes through.
+    func testServerRestartedWhileClientsConnect() throws {
+        try requireCLI()
+        let port = "18620"
+        func client(_ extra: [String]) -> (Process, Pipe) {
+            let p = Process()
+            p.executableURL = vkverbs
+            p.arguments = ["pingpong", "--client", env.address, "--port", port, "--op", "send", "--timeout", "5"] + extra
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            return (p, pipe)
+        }
+        func finish(_ c: (Process, Pipe), within seconds: Double) -> (Int32, String) {
+            let watchdog = DispatchWorkItem { if c.0.isRunning { c.0.terminate() } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
+            let out = String(decoding: c.1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            c.0.waitUntilExit()
+            watchdog.cancel()
+            return (c.0.terminationStatus, out)
+        }
+
+        // Before the server exists: the client keeps trying and gets in when it starts.
+        let early = client(["-i", "200", "--warmup", "10", "--retry", "60"])
+        try early.0.run()
+        Thread.sleep(forTimeInterval: 2)
+        var server = try startServer(["--bind", env.address, "--port", port])
+        var r = finish(early, within: 90)
+        XCTAssertEqual(r.0, 0, r.1)
+
+        // Killed under a running client: a clear failure within the timeout.
+        let victim = client(["-i", "100000000"])
+        try victim.0.run()
+        Thread.sleep(forTimeInterval: 3)
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+        r = finish(victim, within: 60)
+        XCTAssertEqual(r.0, 1, r.1)
+        XCTAssertTrue(r.1.contains("went away") || r.1.contains("timed out"), r.1)
+
+        // Restarted while the next client is already knocking: it gets in.
+        let next = client(["-i", "200", "--warmup", "10", "--retry", "60"])
+        try next.0.run()
+        Thread.sleep(forTimeInterval: 2)
+        server = try startServer(["--bind", env.address, "--port", port])
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        r = finish(next, within: 90)
+        XCTAssertEqual(r.0, 0, r.1)
     }
 }
 
