@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback lint bench-compare bench-transfer clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback soak soak-short lint bench-compare bench-transfer clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -35,11 +35,12 @@ test: build
 	$(MAKE) test-two-hosts
 	$(MAKE) test-loopback
 	$(MAKE) test-capi
+	$(MAKE) soak-short
 	$(MAKE) test-fabric
 
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
-	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench .ci/run scripts/check-docker
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
@@ -69,6 +70,15 @@ test-loopback: vulkan-layer
 
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 $(FABRIC) run -- $(TEST_BINARY)
+
+# 1,000,000 ping-pongs and 10 GiB streamed in the loopback fabric: the server's and the stream's
+# resident memory and the device's RDMA resources must stay flat (scripts/soak says how it checks).
+soak: release
+	$(FABRIC) run --timeout 3000 -- scripts/soak
+
+# The same checks at a tenth of the size (100,000 ping-pongs, 1 GiB), for `make test`.
+soak-short: release
+	$(FABRIC) run --timeout 1800 -- env VKVERBS_SOAK_PINGPONGS=100000 VKVERBS_SOAK_BYTES=1G scripts/soak
 
 # perftest against vkverbs pingpong on the same rxe link, ratios and a plot in Benchmarks/results/.
 bench-compare: deps

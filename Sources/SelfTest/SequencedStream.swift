@@ -29,6 +29,8 @@ public enum SequencedStream {
         public var timeout: Duration = .seconds(10)
         /// How long a side keeps trying to get a connection back after a fault.
         public var reconnectWithin: Duration = .seconds(90)
+        /// `progress` is called every this many messages.
+        public var progressEvery: UInt64 = 4096
         public init() {}
     }
 
@@ -169,7 +171,7 @@ public final class StreamSender {
                 // RC completes in order: the oldest first.
                 try link.engine.wait(for: inFlight[0].ticket, timeout: options.timeout)
                 completed = inFlight.removeFirst().seq + 1
-                if completed % 4096 == 0 { progress(completed) }
+                if completed % options.progressEvery == 0 { progress(completed) }
             } catch let error as StreamError {
                 throw error
             } catch {
@@ -256,6 +258,8 @@ public final class StreamSender {
                               : "reconnected (attempt \(attempt)); the receiver resumes at \(link.resume)")
                 return link
             } catch {
+                // No device or no such address will not heal by waiting.
+                if case .notFound = error { throw StreamError.failed("\(error)") }
                 if "\(error)" != last { log("connect attempt \(attempt) failed: \(error); retrying") }
                 last = "\(error)"
                 usleep(attempt < 10 ? 200_000 : 1_000_000)
@@ -437,7 +441,7 @@ public final class StreamReceiver {
         }
         summary.accepted += 1
         summary.digest = SequencedStream.fold(summary.digest, seq: seq, checksum: sum)
-        if summary.accepted % 4096 == 0 { progress(summary.accepted) }
+        if summary.accepted % options.progressEvery == 0 { progress(summary.accepted) }
         return false
     }
 

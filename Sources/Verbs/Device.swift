@@ -18,6 +18,13 @@ public enum Devices {
     }
 }
 
+extension VerbsError {
+    /// What to do when the machine has no RDMA device at all.
+    static let noRDMADevice = VerbsError.notFound(
+        "no RDMA device (no /dev/infiniband/rdma_cm or no device driver loaded): load the NIC's driver, or for SoftRoCE "
+            + "`modprobe rdma_rxe rdma_ucm && rdma link add rxe0 type rxe netdev IFACE`")
+}
+
 /// The array `rdma_get_devices` returns; its contexts are the ones rdmacm binds
 /// cm_ids to, so every Context shares it and it is freed after the last one.
 final class CMDeviceList: @unchecked Sendable {
@@ -29,8 +36,7 @@ final class CMDeviceList: @unchecked Sendable {
         let list = rdma_get_devices(&n)
         guard let list, n > 0 else {
             if let list { rdma_free_devices(list) }
-            throw VerbsError.notFound(
-                "no RDMA device (no /dev/infiniband/rdma_cm or no device driver loaded; for SoftRoCE run `rdma link add rxe0 type rxe netdev IFACE`)")
+            throw VerbsError.noRDMADevice
         }
         self.list = list
         count = Int(n)

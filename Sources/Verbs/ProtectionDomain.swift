@@ -41,7 +41,10 @@ public final class ProtectionDomain: @unchecked Sendable {
         address: UnsafeMutableRawPointer?, length: Int, access: AccessFlags, owner: AnyObject? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
-        let mr = try checkPointer("ibv_reg_mr", ibv_reg_mr(raw, address, length, access.rawValue))
+        let mr: UnsafeMutablePointer<ibv_mr>
+        do { mr = try checkPointer("ibv_reg_mr", ibv_reg_mr(raw, address, length, access.rawValue)) } catch {
+            throw registrationError("ibv_reg_mr", length: length, error)
+        }
         return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: address, owner: owner)
     }
 
@@ -51,8 +54,12 @@ public final class ProtectionDomain: @unchecked Sendable {
         address: UnsafeMutableRawPointer?, length: Int, iova: UInt64, access: AccessFlags, owner: AnyObject? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
-        let mr = try checkPointer(
-            "ibv_reg_mr_iova2", ibv_reg_mr_iova2(raw, address, length, iova, UInt32(bitPattern: access.rawValue)))
+        let mr: UnsafeMutablePointer<ibv_mr>
+        do {
+            mr = try checkPointer("ibv_reg_mr_iova2", ibv_reg_mr_iova2(raw, address, length, iova, UInt32(bitPattern: access.rawValue)))
+        } catch {
+            throw registrationError("ibv_reg_mr_iova2", length: length, error)
+        }
         return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: address, iova: iova, owner: owner)
     }
 

@@ -11,6 +11,9 @@ public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The device, its driver or the kernel does not support what was asked
     /// (EOPNOTSUPP, ENOTSUP, EPROTONOSUPPORT). Callers fall back on this.
     case unsupported(verb: String, errno: Int32)
+    /// Memory could not be pinned because the process' locked-memory limit (`ulimit -l`,
+    /// RLIMIT_MEMLOCK) is below what the registration needs and it lacks CAP_IPC_LOCK.
+    case lockedMemoryLimit(verb: String, limit: UInt64, requested: Int)
     /// The caller's input was rejected before anything reached the device.
     case invalidArgument(String)
     /// No device, port, GID or address matched.
@@ -28,6 +31,10 @@ public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(verb) failed: \(errnoText(code)) (errno \(code))"
         case let .unsupported(verb, code):
             return "\(verb) is not supported here: \(errnoText(code)) (errno \(code))"
+        case let .lockedMemoryLimit(verb, limit, requested):
+            return "\(verb) failed: cannot pin \(requested) bytes: the locked-memory limit (ulimit -l) is \(limit / 1024) KiB. "
+                + "Raise it: `ulimit -l unlimited` in the shell (within the hard limit), memlock in /etc/security/limits.conf, "
+                + "LimitMEMLOCK=infinity for a systemd service, or `docker run --ulimit memlock=-1`"
         case let .invalidArgument(text):
             return "invalid argument: \(text)"
         case let .notFound(text):
@@ -45,6 +52,7 @@ public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
     public var errno: Int32? {
         switch self {
         case let .system(_, code), let .unsupported(_, code): return code
+        case .lockedMemoryLimit: return ENOMEM
         default: return nil
         }
     }
@@ -130,6 +138,30 @@ func checkReturnedErrno(_ verb: String, _ rc: Int32) throws(VerbsError) {
 @inline(__always)
 func checkSetsErrno(_ verb: String, _ rc: Int32) throws(VerbsError) {
     if rc != 0 { throw VerbsError.fromErrno(verb, rc == -1 ? Glibc.errno : rc) }
+}
+
+/// A registration that failed with ENOMEM: when the locked-memory limit is finite and the
+/// process cannot exceed it (no CAP_IPC_LOCK), that limit is why, and the error says so.
+func registrationError(_ verb: String, length: Int, _ error: VerbsError) -> VerbsError {
+    guard error.errno == ENOMEM else { return error }
+    var limit = rlimit()
+    guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max,  // RLIM_INFINITY
+          !hasCapability(14) else { return error }  // 14: CAP_IPC_LOCK
+    return .lockedMemoryLimit(verb: verb, limit: UInt64(limit.rlim_cur), requested: length)
+}
+
+/// Whether capability `bit` is in this process' effective set (/proc/self/status CapEff).
+func hasCapability(_ bit: Int) -> Bool {
+    guard let file = fopen("/proc/self/status", "r") else { return false }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(cString: line)
+        if text.hasPrefix("CapEff:"), let mask = UInt64(String(text.dropFirst(7).filter { $0.isHexDigit }), radix: 16) {
+            return mask & (1 << UInt64(bit)) != 0
+        }
+    }
+    return false
 }
 
 /// Pointer-returning verbs: NULL means errno says why.

@@ -73,6 +73,7 @@ func classify(_ error: any Error) -> (Status, String) {
 func classify(_ error: VerbsError) -> Status {
     switch error {
     case .system(_, let code): return code == ENOMEM ? .outOfMemory : .system
+    case .lockedMemoryLimit: return .outOfMemory
     case .unsupported: return .unsupported
     case .invalidArgument(let text): return text.contains("outside") ? .outOfBounds : .invalidArgument
     case .notFound: return .notFound

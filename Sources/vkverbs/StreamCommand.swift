@@ -32,6 +32,7 @@ struct StreamCommand: ParsableCommand {
     @Option(help: "Seconds any wait for the peer may take while connected.") var timeout: Int = 10
     @Option(help: "Seconds to keep trying to get a connection back after a fault.") var reconnectWithin: Int = 90
     @Flag(help: "Print a progress line with the process' resident memory now and then.") var progress = false
+    @Option(help: "With --progress: a line every this many messages.") var progressEvery: UInt64 = 4096
 
     func validate() throws {
         if server == (client != nil) { throw ValidationError("give exactly one of --server and --client HOST") }
@@ -39,6 +40,7 @@ struct StreamCommand: ParsableCommand {
         if window <= 0 || window > 1024 { throw ValidationError("--window must be 1 to 1024") }
         if timeout <= 0 || reconnectWithin <= 0 { throw ValidationError("--timeout and --reconnect-within must be positive") }
         if client != nil && (messages == nil) == (bytes == nil) { throw ValidationError("give --messages or --bytes") }
+        if progressEvery == 0 { throw ValidationError("--progress-every must be at least 1") }
         if let bytes, parseBytes(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G") }
     }
 
@@ -48,6 +50,7 @@ struct StreamCommand: ParsableCommand {
         options.window = window
         options.timeout = .seconds(timeout)
         options.reconnectWithin = .seconds(reconnectWithin)
+        options.progressEvery = progressEvery
         let log: (String) -> Void = { FileHandle.standardError.write(Data("stream: \($0)\n".utf8)) }
         let report: (String, UInt64) -> Void = { role, count in
             guard progress else { return }

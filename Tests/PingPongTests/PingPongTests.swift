@@ -282,9 +282,14 @@ extension PingPongFabricTests {
         client.arguments = ["pingpong", "--client", env.address, "--port", "18610", "--retry", "20", "--sweep", "-i", "1000000"]
         let pipe = Pipe()
         client.standardOutput = pipe
-        client.standardError = FileHandle.nullDevice
+        let progress = Pipe()
+        client.standardError = progress
         try client.run()
-        Thread.sleep(forTimeInterval: 6)
+        // Interrupted once it measures (its first progress line), not after a fixed time: under
+        // ASan in the TCG guest the CLI can take longer than a few seconds to start, and a SIGINT
+        // before its handler is installed kills it (status 2, nothing printed).
+        XCTAssertTrue(waitForProgress(client, progress, within: 120), "the client reports progress")
+        DispatchQueue.global().async { _ = progress.fileHandleForReading.readDataToEndOfFile() }
         kill(client.processIdentifier, SIGINT)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         client.waitUntilExit()
@@ -331,13 +336,17 @@ extension PingPongFabricTests {
         var r = finish(early, within: 90)
         XCTAssertEqual(r.0, 0, r.1)
 
-        // Killed under a running client: a clear failure within the timeout.
+        // Killed under a running client (once the client reports progress, not after a fixed 3 s,
+        // which under ASan in the TCG guest can come before it connected): a clear failure within
+        // the timeout.
         let victim = client(["-i", "100000000"])
         try victim.0.run()
-        Thread.sleep(forTimeInterval: 3)
+        let victimProgress = Output()
+        XCTAssertTrue(waitForProgress(victim.0, victim.1, within: 120, keeping: victimProgress), "the client reports progress")
         kill(server.processIdentifier, SIGKILL)
         server.waitUntilExit()
         r = finish(victim, within: 60)
+        r.1 = victimProgress.text + r.1
         XCTAssertEqual(r.0, 1, r.1)
         XCTAssertTrue(r.1.contains("went away") || r.1.contains("timed out"), r.1)
 
@@ -353,3 +362,75 @@ extension PingPongFabricTests {
 }
 
 final class FailCount: @unchecked Sendable { var failed = -1 }
+
+/// What `waitForProgress` read from a pipe before it returned.
+final class Output: @unchecked Sendable { var text = "" }
+
+extension PingPongFabricTests {
+    /// Reads `pipe` until a `progress:` line has arrived (true), or the process ended or `seconds`
+    /// passed (false; the process is then terminated). What was read is kept in `keeping`.
+    func waitForProgress(_ process: Process, _ pipe: Pipe, within seconds: Double, keeping: Output = Output()) -> Bool {
+        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
+        defer { watchdog.cancel() }
+        while !keeping.text.contains("progress:") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { return false }
+            keeping.text += String(decoding: chunk, as: UTF8.self)
+        }
+        return true
+    }
+}
+
+extension PingPongFabricTests {
+    /// A process that may not pin enough memory is told which limit to raise, not just ENOMEM.
+    /// (Root bypasses RLIMIT_MEMLOCK through CAP_IPC_LOCK, so the child runs without it.)
+    func testLowLockedMemoryLimitSaysWhatToChange() throws {
+        try requireCLI()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("skipped: setpriv (util-linux) is not installed")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--", "/bin/bash", "-c",
+                       "ulimit -l 64 && exec \"$0\" pingpong --client \"$1\" --port 9 --size 1048576 --timeout 5",
+                       vkverbs.path, env.address]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1, output)
+        XCTAssertTrue(output.contains("locked-memory limit (ulimit -l) is 64 KiB"), output)
+        XCTAssertTrue(output.contains("ulimit -l unlimited"), output)
+    }
+}
+
+/// Where the machine has no RDMA device (the development host, CI's host run), every command
+/// that needs one says so and what to do, instead of a bare errno.
+final class NoDeviceTests: XCTestCase {
+    func testCommandsSayThereIsNoRDMADevice() throws {
+        guard !FileManager.default.fileExists(atPath: "/dev/infiniband/rdma_cm") else {
+            throw XCTSkip("skipped: this machine has an RDMA device (the message is for machines without one)")
+        }
+        let cli = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vkverbs")
+        guard FileManager.default.isExecutableFile(atPath: cli.path) else {
+            return XCTFail("\(cli.path) is missing: build it (swift build) before the tests")
+        }
+        for args in [["pingpong", "--client", "192.0.2.1"], ["pingpong", "--server"], ["stream", "--client", "192.0.2.1", "--messages", "1"],
+                     ["selftest"]] {
+            let p = Process()
+            p.executableURL = cli
+            p.arguments = args
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 1, "\(args): \(output)")
+            XCTAssertTrue(output.contains("no RDMA device") && output.contains("rdma link add"), "\(args): \(output)")
+        }
+    }
+}

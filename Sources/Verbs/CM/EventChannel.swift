@@ -22,7 +22,14 @@ final class EventChannel: @unchecked Sendable {
     let raw: UnsafeMutablePointer<rdma_event_channel>
 
     init() throws(VerbsError) {
-        let channel = try checkPointer("rdma_create_event_channel", rdma_create_event_channel())
+        let channel: UnsafeMutablePointer<rdma_event_channel>
+        do {
+            channel = try checkPointer("rdma_create_event_channel", rdma_create_event_channel())
+        } catch {
+            // librdmacm opens /dev/infiniband/rdma_cm here: missing means no RDMA at all.
+            if error.errno == ENODEV || error.errno == ENOENT { throw VerbsError.noRDMADevice }
+            throw error
+        }
         do {
             try setNonBlocking(channel.pointee.fd, verb: "fcntl(rdma event channel)")
         } catch {
