@@ -40,7 +40,8 @@ open class RDMATestCase: XCTestCase {
         return try resourceCounts()
     }
 
-    /// Counts of the device's resources from `rdma resource show`, for leak checks.
+    /// Counts of the device's resources from `rdma resource show`, and the memory this process
+    /// has pinned for the NIC (`VmPin` in /proc/self/status: registered MRs), for leak checks.
     public func resourceCounts() throws -> [String: Int] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -57,6 +58,11 @@ open class RDMATestCase: XCTestCase {
             if ["pd", "cq", "qp", "mr", "cm_id"].contains(w), let n = Int(words[i + 1]) { out[w] = n }
         }
         XCTAssertFalse(out.isEmpty, "could not parse `rdma resource show`")
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmPin:") {
+            out["pinned_kib"] = Int(line.split(separator: " ").dropFirst().first ?? "")
+        }
+        XCTAssertNotNil(out["pinned_kib"], "no VmPin in /proc/self/status")
         return out
     }
 
