@@ -189,25 +189,9 @@ final class PingPongFabricTests: RDMATestCase {
     }
 
     func run(_ args: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String, seconds: Double) {
-        let p = Process()
-        p.executableURL = vkverbs
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        let start = Date()
-        try p.run()
-        // Every command here must end by itself; one that does not is stopped and fails the test.
-        let watchdog = DispatchWorkItem { if p.isRunning { p.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        watchdog.cancel()
-        let seconds = Date().timeIntervalSince(start)
-        if p.terminationReason == .uncaughtSignal && seconds >= timeout {
-            XCTFail("vkverbs \(args.joined(separator: " ")) did not finish within \(timeout) s")
-        }
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self), seconds)
+        let r = try runProcess(vkverbs, args, timeout: timeout)
+        if r.timedOut { XCTFail("vkverbs \(args.joined(separator: " ")) did not finish within \(timeout) s") }
+        return (r.status, r.output, r.seconds)
     }
 
     /// Starts a `vkverbs pingpong --server` and returns once it listens (its first line), so a
@@ -390,18 +374,11 @@ extension PingPongFabricTests {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
             throw XCTSkip("skipped: setpriv (util-linux) is not installed")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        p.arguments = ["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--", "/bin/bash", "-c",
-                       "ulimit -l 64 && exec \"$0\" pingpong --client \"$1\" --port 9 --size 1048576 --timeout 5",
-                       vkverbs.path, env.address]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 1, output)
+        let (status, output, _, _) = try runProcess(
+            URL(fileURLWithPath: "/usr/bin/setpriv"),
+            ["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--", "/bin/bash", "-c",
+             "ulimit -l 64 && exec \"$0\" pingpong --client \"$1\" --port 9 --size 1048576 --timeout 5", vkverbs.path, env.address])
+        XCTAssertEqual(status, 1, output)
         XCTAssertTrue(output.contains("locked-memory limit (ulimit -l) is 64 KiB"), output)
         XCTAssertTrue(output.contains("ulimit -l unlimited"), output)
     }
@@ -420,16 +397,8 @@ final class NoDeviceTests: XCTestCase {
         }
         for args in [["pingpong", "--client", "192.0.2.1"], ["pingpong", "--server"], ["stream", "--client", "192.0.2.1", "--messages", "1"],
                      ["selftest"]] {
-            let p = Process()
-            p.executableURL = cli
-            p.arguments = args
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            XCTAssertEqual(p.terminationStatus, 1, "\(args): \(output)")
+            let (status, output, _, _) = try runProcess(cli, args)
+            XCTAssertEqual(status, 1, "\(args): \(output)")
             XCTAssertTrue(output.contains("no RDMA device") && output.contains("rdma link add"), "\(args): \(output)")
         }
     }
