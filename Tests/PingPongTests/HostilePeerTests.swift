@@ -169,9 +169,12 @@ final class HostilePeerTests: RDMATestCase {
         XCTAssertNoThrow(try Handshake.verifyAnswer(first.peerPrivateData, request: recorded, secret: secret))
         try first.disconnect()
         // The server (one session at most) refuses anyone as busy until it has wound that session
-        // down, which under ASan in the TCG guest takes long enough for the replay to hit it.
+        // down, which under ASan in the TCG guest takes long enough for the replay to hit it. The
+        // session is counted only once the server's accept returned (peak 1), then ends (active 0).
         let windDown = Date() + 60
-        while running.server.activeSessions > 0 && Date() < windDown { Thread.sleep(forTimeInterval: 0.05) }
+        while (running.server.peakActiveSessions < 1 || running.server.activeSessions > 0) && Date() < windDown {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         XCTAssertEqual(running.server.activeSessions, 0, "the broken-off session ends")
         let replay = rejection { _ = try rawConnect(port: port, privateData: recorded) }
         XCTAssertEqual(replay?.peerMessage, "authentication failed")
