@@ -162,7 +162,7 @@ public final class StreamSender {
                         try link.region.segment(offset: index * slot, length: length)
                     })
                     inFlight.append((ticket, next))
-                    if faultAfter.remove(next) != nil {
+                    if !faultAfter.isEmpty, faultAfter.remove(next) != nil {  // test hook, off the usual path
                         log("fault injected: QP driven to the error state after posting message \(next)")
                         try? link.engine.connection.queuePair.modifyToError()
                     }
@@ -407,7 +407,7 @@ public final class StreamReceiver {
                     + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
                 return summary
             }
-            if faultAfter.remove(summary.accepted) != nil {
+            if !faultAfter.isEmpty, faultAfter.remove(summary.accepted) != nil {  // test hook, off the usual path
                 log("fault injected: QP driven to the error state after accepting \(summary.accepted) messages")
                 try? current.engine.connection.queuePair.modifyToError()
             }
