@@ -75,7 +75,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
         // The handshake fuzz target (issue 9): a corpus replayer in plain builds, a libFuzzer
         // binary under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).

@@ -47,9 +47,11 @@ public enum PingPongClient {
         let deviceName = route.context.name
         let request = Handshake.request(config, buffer: r.memory.region.remoteBuffer, mailbox: r.mailbox.remoteBuffer, secret: secret)
         let connection: Connection
+        var granted = 0
         do {
             let prepared = try route.prepare(pd: r.pd, sendCQ: r.send, receiveCQ: r.receive,
-                                             capabilities: Resources.capabilities(window: config.window, inline: 0))
+                                             capabilities: Resources.capabilities(window: config.window, inline: config.inlineLimit))
+            granted = Int(prepared.queuePair.capabilities.maxInlineData)
             if config.operation == .send || config.operation == .writeImm {
                 for _ in 0..<Peer.receiveDepth {
                     try prepared.queuePair.postReceive(id: 0, segment: try r.memory.region.segment(offset: 0, length: config.bufferSize))
@@ -60,15 +62,20 @@ public enum PingPongClient {
             throw .verbs(error)
         }
         defer { try? connection.disconnect(timeout: .seconds(2)) }
-        let peer = Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
+        let peer = try Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
         let answer = try v { () throws(VerbsError) in try Handshake.decodeAnswer(connection.peerPrivateData) }
         if let secret { try Handshake.verifyAnswer(connection.peerPrivateData, request: request, secret: secret) }
         peer.peerBuffer = answer.buffer
         peer.peerMailbox = answer.mailbox
         if config.operation == .send || config.operation == .writeImm { peer.postedReceives = Peer.receiveDepth }
+        peer.inlineLimit = r.memory.canInline ? min(config.inlineLimit, granted) : 0
+        if let asked = config.inline, asked > granted {
+            progress("inline: the device grants \(granted) bytes of inline data, not the \(asked) asked")
+        }
 
         var result = PingPongResult(operation: config.operation, measurement: config.measurement,
                                     memory: r.memory.description, device: deviceName)
+        result.inlineBytes = config.operation == .read ? 0 : peer.inlineLimit
         for size in config.sizes {
             do throws(PingPongError) {
                 if config.measurement == .latency {
@@ -105,7 +112,8 @@ public enum PingPongClient {
 
     private static func startStep(_ peer: Peer, size: Int, total: Int) throws(PingPongError) {
         if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
-        try peer.sendControl(.start, UInt64(size), UInt64(total))
+        // The high half tells the server how much it may inline in its answers.
+        try peer.sendControl(.start, UInt64(size) | UInt64(peer.inlineLimit) << 32, UInt64(total))
         _ = try peer.receiveControl(.ready, what: "waiting for the server to get ready")
     }
 
@@ -118,47 +126,55 @@ public enum PingPongClient {
                         progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
         let cap = config.warmup + config.iterations
         try startStep(peer, size: size, total: cap)
-        let send = try peer.sendSegment(size)
-        let receive = try peer.receiveSegment(size)
+        let prepared: PreparedSend
+        switch config.operation {
+        case .write: prepared = try peer.prepare(.write(peer.peerBuffer, offset: 0), segment: try peer.sendSegment(size))
+        case .writeImm: prepared = try peer.prepare(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0), segment: try peer.sendSegment(size))
+        case .send: prepared = try peer.prepare(.send, segment: try peer.sendSegment(size))
+        case .read: prepared = try peer.prepare(.read(peer.peerBuffer, offset: 0), segment: try peer.receiveSegment(size))
+        }
+        // Samples are in cycle-counter ticks until the step ends (see CycleClock).
         var samples: [UInt64] = []
         samples.reserveCapacity(config.iterations)
         var measured = config.iterations
         var warmupStart: UInt64 = 0
-        var lastReport = vkv_monotonic_ns()
+        let reportEvery = CycleClock.ticks(nanoseconds: 2_000_000_000)
+        var lastReport = vkv_cycles()
         var i = 0
         while i < config.warmup + measured {
             if stopRequested.load(ordering: .relaxed) {
                 try? peer.waitSend("draining the send queue")
                 try? finishStep(peer, count: i)
                 stopped = true
-                return samples
+                return CycleClock.nanoseconds(samples)
             }
-            if i == 0 { warmupStart = vkv_monotonic_ns() }
+            if i == 0 { warmupStart = vkv_cycles() }
             if i == config.warmup && config.duration != nil {
-                measured = measuredCount(config, warmupNanoseconds: vkv_monotonic_ns() - warmupStart)
+                let warmupTicks = vkv_cycles() - warmupStart
+                measured = measuredCount(config, warmupNanoseconds: UInt64(Double(warmupTicks) * CycleClock.nanosecondsPerTick))
             }
-            let t0 = vkv_monotonic_ns()
+            let t0 = vkv_cycles()
             switch config.operation {
             case .write:
                 let t = tag(i)
                 (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: t, as: UInt8.self)
-                try peer.post(.write(peer.peerBuffer, offset: 0), segment: send)
+                try peer.post(prepared)
                 try peer.waitLastByte(size: size, tag: t, "waiting for the server's write")
             case .writeImm:
-                try peer.post(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: UInt32(i)), segment: send)
+                try peer.post(prepared, immediate: UInt32(truncatingIfNeeded: i))
                 guard try peer.waitReceive("waiting for the server's write with immediate") != nil else { throw .protocolError("server ended the step") }
             case .send:
-                try peer.post(.send, segment: send)
+                try peer.post(prepared)
                 guard try peer.waitReceive("waiting for the server's reply") != nil else { throw .protocolError("server ended the step") }
             case .read:
-                try peer.post(.read(peer.peerBuffer, offset: 0), segment: receive, signaled: true)
+                try peer.post(prepared, signaled: true)
                 try peer.waitSend("waiting for the read")
             }
-            let t1 = vkv_monotonic_ns()
+            let t1 = vkv_cycles()
             try peer.reapSends()
-            if i >= config.warmup { samples.append(t1 - t0) }
+            if i >= config.warmup { samples.append(t1 &- t0) }
             i += 1
-            if t1 - lastReport > 2_000_000_000 {
+            if t1 &- lastReport > reportEvery {
                 progress("\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
                 try peer.sendHeartbeat()
                 lastReport = t1
@@ -166,7 +182,7 @@ public enum PingPongClient {
         }
         try peer.waitSend("draining the send queue")
         try finishStep(peer, count: i)
-        return samples
+        return CycleClock.nanoseconds(samples)
     }
 
     static func bandwidth(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
@@ -180,13 +196,14 @@ public enum PingPongClient {
         case .send: op = .send; segment = try peer.sendSegment(size)
         case .read: op = .read(peer.peerBuffer, offset: 0); segment = try peer.receiveSegment(size)
         }
+        let inline = config.operation != .read && size <= peer.inlineLimit
         do throws(PingPongError) {
             var measured = config.iterations
             if config.warmup > 0 {
-                let warm = try stream(peer, op, segment, count: config.warmup, window: config.window, label: nil, progress: progress)
+                let warm = try stream(peer, op, segment, inline: inline, count: config.warmup, window: config.window, label: nil, progress: progress)
                 if config.duration != nil, let last = warm.last { measured = measuredCount(config, warmupNanoseconds: max(1, last.nanoseconds)) }
             }
-            let points = try stream(peer, op, segment, count: measured, window: config.window,
+            let points = try stream(peer, op, segment, inline: inline, count: measured, window: config.window,
                                     label: formatBytes(size), progress: progress)
             try finishStep(peer, count: config.warmup + measured)
             return points
@@ -198,7 +215,7 @@ public enum PingPongClient {
 
     /// Posts `count` messages keeping `window` in flight, every `moderation`-th and the last one
     /// signaled, and returns (messages done, nanoseconds) at each signaled completion.
-    private static func stream(_ peer: Peer, _ op: SendOperation, _ segment: LocalSegment, count: Int, window: Int,
+    private static func stream(_ peer: Peer, _ op: SendOperation, _ segment: LocalSegment, inline: Bool, count: Int, window: Int,
                                label: String?, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
         let moderation = max(1, min(64, window / 2))
         let qp = peer.qp
@@ -212,7 +229,8 @@ public enum PingPongClient {
             while posted < count && posted - completed < window {
                 let signaled = (posted + 1) % moderation == 0 || posted + 1 == count
                 try v { () throws(VerbsError) in
-                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: op, segment: segment, signaled: signaled))
+                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: op, segment: segment, signaled: signaled,
+                                                inline: inline))
                 }
                 posted += 1
             }

@@ -40,6 +40,15 @@ public struct PingPongConfiguration: Sendable, Codable {
     public var window: Int = 128
     /// The RDMA device the run must go through (nil: whichever the route picks).
     public var device: String?
+    /// Messages up to this many bytes are posted inline (`IBV_SEND_INLINE`, perftest's `-I`);
+    /// nil: `defaultLatencyInline` for latency, none for bandwidth. The QPs cap it at what the
+    /// device grants.
+    public var inline: Int?
+
+    /// perftest's default inline size for write latency on devices it knows (DEF_INLINE_WRITE).
+    public static let defaultLatencyInline = 220
+
+    public var inlineLimit: Int { inline ?? (measurement == .latency ? Self.defaultLatencyInline : 0) }
 
     public init() {}
 
@@ -58,5 +67,8 @@ public struct PingPongConfiguration: Sendable, Codable {
         guard iterations > 0 else { throw .invalidArgument("iterations must be at least 1") }
         guard warmup >= 0 else { throw .invalidArgument("warm-up must not be negative") }
         guard window > 0 else { throw .invalidArgument("window must be at least 1") }
+        if let inline, inline < 0 || inline > 1 << 16 {
+            throw .invalidArgument("inline size must be in 0...65536 bytes, got \(inline)")
+        }
     }
 }

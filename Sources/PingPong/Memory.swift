@@ -8,6 +8,14 @@ final class PingPongMemory {
     let hostBytes: UnsafeMutableRawPointer?
     let description: String
 
+    /// Whether sends may be inline: the provider's CPU copies the payload from the gather list's
+    /// address, so that must be where the host sees the bytes (a dma-buf region's address is
+    /// an offset into the buffer, not a pointer).
+    var canInline: Bool {
+        guard let hostBytes else { return false }
+        return UInt64(UInt(bitPattern: hostBytes)) == region.address
+    }
+
     init(kind: MemoryKind, size: Int, pd: ProtectionDomain, access: AccessFlags, vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError) {
         do {
             if kind == .host {

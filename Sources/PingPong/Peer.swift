@@ -30,13 +30,19 @@ final class Peer {
     private var heartbeat: UInt64 = 0
 
     var qp: QueuePair { connection.queuePair }
+    /// Held here so the spin loops do not go through the connection for them.
+    let receiveCQ: CompletionQueue
+    /// The first half of the buffer, where every receive lands.
+    let receiveHalf: LocalSegment
 
-    init(connection: Connection, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion, timeout: Duration) {
+    init(connection: Connection, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion, timeout: Duration) throws(PingPongError) {
         self.connection = connection
         self.memory = memory
         self.mailbox = mailbox
         self.outbox = outbox
         self.timeout = timeout
+        receiveCQ = connection.queuePair.receiveCQ
+        do { receiveHalf = try memory.region.segment(offset: 0, length: memory.region.length / 2) } catch { throw .verbs(error) }
     }
 
     var timeoutNanoseconds: UInt64 { UInt64(timeout.components.seconds) * 1_000_000_000 + UInt64(timeout.components.attoseconds / 1_000_000_000) }
@@ -134,6 +140,28 @@ final class Peer {
         if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
     }
 
+    /// `post` for a request built once per step: what the latency loops post each iteration.
+    func post(_ prepared: PreparedSend, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
+        wrID += 1
+        let signal = signaled || unsignaled >= 31
+        do { try prepared.post(id: wrID, signaled: signal, immediate: immediate) } catch { throw .verbs(error) }
+        if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
+    }
+
+    /// Inline when the payload fits `inlineLimit` (reads have no payload to inline).
+    func prepare(_ op: SendOperation, segment: LocalSegment) throws(PingPongError) -> PreparedSend {
+        let inline: Bool
+        if case .read = op { inline = false } else { inline = segment.length <= inlineLimit }
+        do {
+            return try PreparedSend(queuePair: qp, request: SendRequest(id: 0, operation: op, segment: segment, inline: inline))
+        } catch {
+            throw .verbs(error)
+        }
+    }
+
+    /// Messages up to this many bytes are posted inline: what was asked, within this QP's cap.
+    var inlineLimit = 0
+
     var pendingSignals = 0
     var aliveCounter = 0
 
@@ -150,25 +178,25 @@ final class Peer {
 
     /// Waits for every signaled send to complete.
     func waitSend(_ what: String) throws(PingPongError) {
-        let start = vkv_monotonic_ns()
+        var clock = WaitClock()
         var spins = 0
         while pendingSignals > 0 {
             try reapSends()
             spins += 1
             if spins & 0xFFF == 0 {
                 try checkAlive(what)
-                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+                if clock.expired(after: timeoutNanoseconds) { throw .timedOut("\(what) (after \(timeout))") }
             }
         }
     }
 
     /// Busy-polls the receive queue for one completion and posts a new receive in its place.
     func waitReceive(_ what: String) throws(PingPongError) -> WorkCompletion? {
-        let start = vkv_monotonic_ns()
+        var clock = WaitClock()
         var spins = 0
         while true {
-            var got: WorkCompletion?
-            _ = try? qp.receiveCQ.poll(max: 1) { got = $0 }
+            let got: WorkCompletion?
+            do { got = try receiveCQ.pollOne() } catch { throw .verbs(error) }
             if let wc = got {
                 guard wc.isSuccess else {
                     if wc.status == .flushed { throw .peerGone("while \(what)") }
@@ -183,7 +211,7 @@ final class Peer {
             if spins & 0xFFF == 0 {
                 try checkAlive(what)
                 if peerFinishedEarly { return nil }
-                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+                if clock.expired(after: timeoutNanoseconds) { throw .timedOut("\(what) (after \(timeout))") }
             }
         }
     }
@@ -191,7 +219,7 @@ final class Peer {
     /// Keeps `receiveDepth` receives posted into the receive half (sends and write-with-immediate consume them).
     func postReceives() throws(PingPongError) {
         while postedReceives < Self.receiveDepth {
-            try v { () throws(VerbsError) in try qp.postReceive(id: 0, segment: try memory.region.segment(offset: 0, length: half)) }
+            do { try qp.postReceive(id: 0, segment: receiveHalf) } catch { throw .verbs(error) }
             postedReceives += 1
         }
     }
@@ -212,16 +240,29 @@ final class Peer {
     @discardableResult
     func waitLastByte(size: Int, tag: UInt8, _ what: String) throws(PingPongError) -> Bool {
         let p = memory.hostBytes! + (size - 1)
-        let start = vkv_monotonic_ns()
+        var clock = WaitClock()
         var spins = 0
         while vkv_load_acquire_u8(p) != tag {
             spins += 1
             if spins & 0xFFFF == 0 {
                 try checkAlive(what)
                 if peerFinishedEarly { return false }
-                if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
+                if clock.expired(after: timeoutNanoseconds) { throw .timedOut("\(what) (after \(timeout))") }
             }
         }
         return true
+    }
+}
+
+/// A wait's timeout clock that reads the time only once the wait has spun a while: most waits in
+/// a ping-pong end within microseconds, and a clock read at each wait's start would cost a system
+/// call per iteration where the clocksource is not the TSC. The timeout thus starts a few
+/// thousand spins late, which is far below its resolution.
+struct WaitClock {
+    private var start: UInt64 = 0
+    mutating func expired(after nanoseconds: UInt64) -> Bool {
+        let now = vkv_monotonic_ns()
+        if start == 0 { start = now; return false }
+        return now - start > nanoseconds
     }
 }

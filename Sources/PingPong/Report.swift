@@ -8,6 +8,10 @@ public enum Report {
         if r.measurement == .latency && r.operation.halvesRoundTrip {
             lines.append(" latency is half the round trip, as perftest reports it; two largest samples dropped")
         }
+        if r.operation != .read {
+            lines.append(r.inlineBytes > 0 ? " messages up to \(r.inlineBytes) bytes posted inline (IBV_SEND_INLINE; --inline 0 turns it off)"
+                                           : " no inline data")
+        }
         lines.append(rule)
         if r.measurement == .latency {
             lines.append(row(["#bytes", "#iterations", "t_min[usec]", "t_max[usec]", "t_typical[usec]", "t_avg[usec]",

@@ -126,7 +126,8 @@ public final class PingPongServer: @unchecked Sendable {
         let connection: Connection
         do {
             let prepared = try request.prepare(pd: r.pd, sendCQ: r.send, receiveCQ: r.receive,
-                                               capabilities: Resources.capabilities(window: 128, inline: 0))
+                                               capabilities: Resources.capabilities(
+                                                   window: 128, inline: asked.measurement == .latency ? Resources.serverLatencyInline : 0))
             // Receives go up before the accept so the client's first send finds one.
             for _ in 0..<Peer.receiveDepth {
                 try prepared.queuePair.postReceive(id: 0, segment: try r.memory.region.segment(offset: 0, length: asked.bufferSize))
@@ -138,7 +139,7 @@ public final class PingPongServer: @unchecked Sendable {
         } catch {
             throw .verbs(error)
         }
-        let peer = Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: timeout)
+        let peer = try Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: timeout)
         peer.postedReceives = Peer.receiveDepth
         peer.peerBuffer = asked.buffer
         peer.peerMailbox = asked.mailbox
@@ -173,7 +174,9 @@ public final class PingPongServer: @unchecked Sendable {
             let (kind, a, b) = try peer.receiveControl(nil, what: "waiting for the client's next step")
             if kind == .bye { log("client done"); return }
             guard kind == .start else { throw .protocolError("expected start or bye, got \(kind)") }
-            try step(peer, operation: asked.operation, measurement: asked.measurement, size: Int(a), total: Int(b))
+            // The client says in the high half how much it inlines; we answer likewise, within our cap.
+            peer.inlineLimit = peer.memory.canInline ? min(Int(a >> 32), Int(peer.qp.capabilities.maxInlineData)) : 0
+            try step(peer, operation: asked.operation, measurement: asked.measurement, size: Int(a & 0xFFFF_FFFF), total: Int(b))
         }
     }
 
@@ -186,19 +189,26 @@ public final class PingPongServer: @unchecked Sendable {
         defer { peer.watchMailbox = false }
         try peer.sendControl(.ready)
         if measurement == .latency {
+            let prepared: PreparedSend?
+            switch operation {
+            case .write: prepared = try peer.prepare(.write(peer.peerBuffer, offset: 0), segment: send)
+            case .writeImm: prepared = try peer.prepare(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0), segment: send)
+            case .send: prepared = try peer.prepare(.send, segment: send)
+            case .read: prepared = nil
+            }
             var i = 0
             loop: while i < total {
                 switch operation {
                 case .write:
                     guard try peer.waitLastByte(size: size, tag: tag(i), "waiting for the client's write") else { break loop }
                     (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: tag(i), as: UInt8.self)
-                    try peer.post(.write(peer.peerBuffer, offset: 0), segment: send)
+                    try peer.post(prepared!)
                 case .writeImm:
                     guard try peer.waitReceive("waiting for the client's write with immediate") != nil else { break loop }
-                    try peer.post(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: UInt32(truncatingIfNeeded: i)), segment: send)
+                    try peer.post(prepared!, immediate: UInt32(truncatingIfNeeded: i))
                 case .send:
                     guard try peer.waitReceive("waiting for the client's message") != nil else { break loop }
-                    try peer.post(.send, segment: send)
+                    try peer.post(prepared!)
                 case .read:
                     break loop  // The client reads on its own; nothing to answer.
                 }

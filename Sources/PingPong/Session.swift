@@ -11,6 +11,8 @@ public struct PingPongResult: Codable, Sendable {
     public var latency: [LatencyStatistics] = []
     public var bandwidth: [BandwidthStatistics] = []
     public var interrupted = false
+    /// Messages up to this many bytes went inline (what was asked, capped by both QPs).
+    public var inlineBytes = 0
 }
 
 /// Builds both sides' resources the same way.
@@ -46,11 +48,15 @@ enum Resources {
         c.measurement == .latency && (c.operation == .write || c.operation == .writeImm) ? [.localWrite, .remoteWrite] : .local
     }
 
-    static func capabilities(window: Int, inline: UInt32) -> QueuePairCapabilities {
-        // Inline room for the 8-byte heartbeat.
-        QueuePairCapabilities(maxSendRequests: UInt32(window + 32), maxReceiveRequests: UInt32(Peer.receiveDepth + 8),
-                              maxInlineData: max(inline, 16))
+    /// Inline room for the 8-byte heartbeat at least; a device that refuses `inline` gets that.
+    static func capabilities(window: Int, inline: Int) -> QueuePairCapabilities {
+        let asked = UInt32(clamping: max(inline, heartbeatInline))
+        return QueuePairCapabilities(maxSendRequests: UInt32(window + 32), maxReceiveRequests: UInt32(Peer.receiveDepth + 8),
+                                     maxInlineData: asked, fallbackInlineData: asked > heartbeatInline ? UInt32(heartbeatInline) : nil)
     }
+    static let heartbeatInline = 16
+    /// What a server's latency QP offers, so a client's default inline size (220) finds room.
+    static let serverLatencyInline = 256
 }
 
 /// The tag a latency iteration writes into the last byte; never 0, so a cleared buffer never matches.

@@ -76,6 +76,15 @@ public final class CompletionQueue: @unchecked Sendable {
         }
     }
 
+    /// Takes at most one completion off the queue (`ibv_poll_cq` with one entry): the busy-poll
+    /// path of a latency loop, with no closure and no allocation.
+    public func pollOne() throws(VerbsError) -> WorkCompletion? {
+        var wc = ibv_wc()
+        let n = ibv_poll_cq(raw, 1, &wc)
+        if n < 0 { throw VerbsError.system(verb: "ibv_poll_cq", errno: -n) }
+        return n == 0 ? nil : WorkCompletion(wc)
+    }
+
     /// Polls once, returning what was there.
     public func poll(max: Int = 16) throws(VerbsError) -> [WorkCompletion] {
         var out: [WorkCompletion] = []

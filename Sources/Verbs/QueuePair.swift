@@ -10,14 +10,19 @@ public struct QueuePairCapabilities: Sendable, Equatable {
     public var maxSendSGE: UInt32
     public var maxReceiveSGE: UInt32
     public var maxInlineData: UInt32
+    /// When the device refuses `maxInlineData` (EINVAL: drivers cap inline data differently and
+    /// no query reports the cap), create the QP with this much instead. The QP's `capabilities`
+    /// say what was granted.
+    public var fallbackInlineData: UInt32?
 
     public init(maxSendRequests: UInt32 = 128, maxReceiveRequests: UInt32 = 128, maxSendSGE: UInt32 = 1,
-                maxReceiveSGE: UInt32 = 1, maxInlineData: UInt32 = 0) {
+                maxReceiveSGE: UInt32 = 1, maxInlineData: UInt32 = 0, fallbackInlineData: UInt32? = nil) {
         self.maxSendRequests = maxSendRequests
         self.maxReceiveRequests = maxReceiveRequests
         self.maxSendSGE = maxSendSGE
         self.maxReceiveSGE = maxReceiveSGE
         self.maxInlineData = maxInlineData
+        self.fallbackInlineData = fallbackInlineData
     }
 
     var raw: ibv_qp_cap {
@@ -88,15 +93,16 @@ public final class QueuePair: @unchecked Sendable {
         attr.cap = capabilities.raw
         attr.qp_type = IBV_QPT_RC
         attr.sq_sig_all = 0
-        if let cmID {
-            if !pd.context.isSameDevice(as: try Context.forCMID(cmID.raw.pointee.verbs)) {
-                throw VerbsError.invalidArgument(
-                    "the protection domain is on \(pd.context.name), but the connection runs over another device")
-            }
-            try checkSetsErrno("rdma_create_qp", rdma_create_qp(cmID.raw, pd.raw, &attr))
-            raw = cmID.raw.pointee.qp
-        } else {
-            raw = try checkPointer("ibv_create_qp", ibv_create_qp(pd.raw, &attr))
+        if let cmID, !pd.context.isSameDevice(as: try Context.forCMID(cmID.raw.pointee.verbs)) {
+            throw VerbsError.invalidArgument(
+                "the protection domain is on \(pd.context.name), but the connection runs over another device")
+        }
+        do {
+            raw = try Self.create(&attr, pd: pd, cmID: cmID)
+        } catch .system(_, EINVAL) where capabilities.fallbackInlineData.map({ $0 < capabilities.maxInlineData }) ?? false {
+            attr.cap = capabilities.raw
+            attr.cap.max_inline_data = capabilities.fallbackInlineData!
+            raw = try Self.create(&attr, pd: pd, cmID: cmID)
         }
         self.pd = pd
         self.sendCQ = sendCQ
@@ -107,6 +113,15 @@ public final class QueuePair: @unchecked Sendable {
             maxSendRequests: attr.cap.max_send_wr, maxReceiveRequests: attr.cap.max_recv_wr,
             maxSendSGE: attr.cap.max_send_sge, maxReceiveSGE: attr.cap.max_recv_sge,
             maxInlineData: attr.cap.max_inline_data)
+    }
+
+    private static func create(_ attr: inout ibv_qp_init_attr, pd: ProtectionDomain, cmID: CMID?) throws(VerbsError)
+        -> UnsafeMutablePointer<ibv_qp> {
+        if let cmID {
+            try checkSetsErrno("rdma_create_qp", rdma_create_qp(cmID.raw, pd.raw, &attr))
+            return cmID.raw.pointee.qp
+        }
+        return try checkPointer("ibv_create_qp", ibv_create_qp(pd.raw, &attr))
     }
 
     deinit {
@@ -194,6 +209,12 @@ public final class QueuePair: @unchecked Sendable {
     /// Posts one send-queue work request (`ibv_post_send`). Bounds and access are checked
     /// here, so a bad request is an error before the device sees it.
     public func postSend(_ request: SendRequest) throws(VerbsError) {
+        var wr = try workRequest(for: request)
+        try post(&wr, segment: request.segment, verb: request.operation.name)
+    }
+
+    /// Checks `request` against this QP and builds its `ibv_send_wr` (without the gather list).
+    func workRequest(for request: SendRequest) throws(VerbsError) -> ibv_send_wr {
         var wr = ibv_send_wr()
         wr.wr_id = request.id
         var flags: UInt32 = 0
@@ -232,7 +253,7 @@ public final class QueuePair: @unchecked Sendable {
             wr.wr.rdma.remote_addr = remote.address + offset
             wr.wr.rdma.rkey = remote.rkey
         }
-        try post(&wr, segment: request.segment, verb: request.operation.name)
+        return wr
     }
 
     private func post(_ wr: inout ibv_send_wr, segment: LocalSegment?, verb: String) throws(VerbsError) {

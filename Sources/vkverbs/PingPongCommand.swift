@@ -53,6 +53,8 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "RDMA device the run must use (default: the one the address is on).") var device: String?
     @Option(help: "Vulkan device index for GPU memory.") var vulkanDevice: Int = 0
     @Option(help: "Bandwidth: work requests in flight.") var window: Int = 128
+    @Option(help: "Post messages up to this many bytes inline, as perftest -I (default: 220 for latency, 0 for bandwidth; capped by the device).")
+    var inline: Int?
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
     @Option(help: "Server: stop after this many clients.") var maxClients: Int?
     @Option(help: "Server: sessions served at once; more clients are refused as busy.") var maxSessions: Int = 1
@@ -70,6 +72,7 @@ struct PingPongCommand: ParsableCommand {
         if iterations <= 0 { throw ValidationError("--iterations must be at least 1") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if maxSessions < 1 { throw ValidationError("--max-sessions must be at least 1") }
+        if let inline, inline < 0 || inline > 1 << 16 { throw ValidationError("--inline must be in 0...65536 bytes, got \(inline)") }
     }
 
     func run() throws {
@@ -114,6 +117,7 @@ struct PingPongCommand: ParsableCommand {
         config.timeout = .seconds(timeout)
         config.window = window
         config.device = device
+        config.inline = inline
         let result: PingPongResult
         do {
             result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),

@@ -1,4 +1,5 @@
 import Foundation
+import CVerbs
 @testable import PingPong
 import RDMATestSupport
 import SelfTest
@@ -128,8 +129,29 @@ final class PingPongHostTests: XCTestCase {
         XCTAssertThrowsError(try c.validate())
         c.sizes = [2]; c.iterations = 0
         XCTAssertThrowsError(try c.validate())
+        c.iterations = 1
+        c.inline = -1
+        XCTAssertThrowsError(try c.validate(), "a negative inline size")
+        c.inline = nil
+        XCTAssertEqual(c.inlineLimit, PingPongConfiguration.defaultLatencyInline, "latency inlines like perftest by default")
+        c.measurement = .bandwidth
+        XCTAssertEqual(c.inlineLimit, 0, "bandwidth does not, as perftest")
+        c.inline = 64
+        XCTAssertEqual(c.inlineLimit, 64)
         XCTAssertEqual(PingPongConfiguration.sweep.first, 2)
         XCTAssertEqual(PingPongConfiguration.sweep.last, 8 << 20)
+    }
+
+    func testCycleClockAgreesWithTheMonotonicClock() {
+        // Samples are taken in cycle-counter ticks and converted with the calibrated rate: a
+        // wrong rate would scale every latency. The tolerance is wide (the check is of the
+        // conversion, not of timing), and a loaded machine can only lengthen both sides alike.
+        let n0 = vkv_monotonic_ns(), c0 = vkv_cycles()
+        usleep(100_000)
+        let n1 = vkv_monotonic_ns(), c1 = vkv_cycles()
+        let converted = Double(CycleClock.nanoseconds([c1 - c0])[0])
+        let ratio = converted / Double(n1 - n0)
+        XCTAssertTrue(ratio > 0.9 && ratio < 1.1, "100 ms in ticks converts to \(converted / 1e6) ms")
     }
 
     func testTableAndCSV() throws {
@@ -171,6 +193,38 @@ final class PingPongFabricTests: RDMATestCase {
                     for s in r.bandwidth { XCTAssertGreaterThan(s.averageMBps, 0, "\(op)") }
                 }
             }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(box.failed, 0, "every server session ended cleanly")
+    }
+
+    func testInlineByDefaultAndOffOnRequest() throws {
+        let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: { _ in })
+        let port = server.listener.port
+        let done = DispatchSemaphore(value: 0)
+        let box = FailCount()
+        DispatchQueue.global().async { box.failed = server.serve(maxClients: 5); done.signal() }
+        // (operation, inline asked, sizes, inline bytes expected in the result)
+        let cases: [(RDMAOperation, Int?, [Int], Int)] = [
+            (.write, nil, [2, 220, 221, 4096], PingPongConfiguration.defaultLatencyInline),
+            (.send, nil, [8, 1024], PingPongConfiguration.defaultLatencyInline),
+            (.writeImm, 0, [64], 0),
+            (.send, 100, [64, 200], 100),
+            (.read, nil, [64], 0),
+        ]
+        for (op, inline, sizes, expected) in cases {
+            var c = PingPongConfiguration()
+            c.operation = op
+            c.sizes = sizes
+            c.iterations = 40
+            c.warmup = 4
+            c.inline = inline
+            c.timeout = .seconds(20)
+            let r = try PingPongClient.run(host: env.address, port: port, config: c, vulkan: { () throws(VulkanError) in try self.noVulkan() })
+            XCTAssertEqual(r.inlineBytes, expected, "\(op) --inline \(inline.map(String.init) ?? "default")")
+            XCTAssertEqual(r.latency.map(\.bytes), sizes, "\(op): every size measured, inline or not")
+            XCTAssertTrue(Report.table(r).contains(expected > 0 ? "up to \(expected) bytes posted inline" : "no inline data")
+                          || op == .read, Report.table(r))
         }
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         XCTAssertEqual(box.failed, 0, "every server session ended cleanly")

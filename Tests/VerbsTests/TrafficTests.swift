@@ -146,6 +146,41 @@ final class QueuePairTests: RDMATestCase {
                              "inline beyond the QP's limit")
     }
 
+    func testPreparedSendChecksOnceAndPostsAgain() throws {
+        let p = try pair()
+        let src = try pd.register(try HostBuffer(count: 256), access: .local)
+        let dst = try pd.register(try HostBuffer(count: 256), access: .remote)
+        let write = try PreparedSend(queuePair: p.a, request: SendRequest(
+            id: 0, operation: .writeWithImmediate(dst.remoteBuffer, offset: 0, immediate: 0), segment: try src.segment()))
+        for round in 1...3 {
+            Pattern.fill(src.bytes!, count: 256, seed: UInt64(round))
+            try p.b.postReceive(id: UInt64(round), segment: nil)
+            try write.post(id: UInt64(100 + round), signaled: true, immediate: UInt32(round))
+            let sent = try XCTUnwrap(try p.cqA.collect(1, timeout: .seconds(10)).first)
+            XCTAssertEqual(sent.workRequestID, UInt64(100 + round), "the id is the one given to this post")
+            let got = try XCTUnwrap(try p.cqB.collect(1, timeout: .seconds(10)).first)
+            XCTAssertEqual(got.immediate, UInt32(round), "each post carries its own immediate")
+            XCTAssertNil(Pattern.firstMismatch(UnsafeRawBufferPointer(dst.bytes!), count: 256, seed: UInt64(round)), "round \(round)")
+        }
+        // The checks postSend makes happen when the request is prepared.
+        XCTAssertThrowsError(try PreparedSend(queuePair: p.a, request: SendRequest(
+            id: 0, operation: .write(dst.remoteBuffer, offset: 1), segment: try src.segment())), "a range past the remote buffer")
+        XCTAssertThrowsError(try PreparedSend(queuePair: p.a, request: SendRequest(
+            id: 0, operation: .send, segment: try src.segment(), inline: true)), "inline beyond the QP's limit")
+    }
+
+    func testInlineSizeTheDeviceRefusesFallsBackOnlyWhenAllowed() throws {
+        let cq = try CompletionQueue(context: env.context, capacity: 8)
+        // No device offers a megabyte of inline data.
+        let huge = UInt32(1 << 20)
+        XCTAssertThrowsError(try QueuePair(pd: pd, sendCQ: cq, receiveCQ: cq,
+                                           capabilities: QueuePairCapabilities(maxInlineData: huge)))
+        let qp = try QueuePair(pd: pd, sendCQ: cq, receiveCQ: cq,
+                               capabilities: QueuePairCapabilities(maxInlineData: huge, fallbackInlineData: 16))
+        XCTAssertGreaterThanOrEqual(qp.capabilities.maxInlineData, 16)
+        XCTAssertLessThan(qp.capabilities.maxInlineData, huge)
+    }
+
     func testOutOfBoundsRemoteRangeFailsBeforePosting() throws {
         let p = try pair()
         let src = try pd.register(try HostBuffer(count: 8192), access: .local)
