@@ -171,6 +171,7 @@ public enum PingPongClient {
                 try peer.waitSend("waiting for the read")
             }
             let t1 = vkv_cycles()
+            if config.operation == .send || config.operation == .writeImm { try peer.postReceives() }
             try peer.reapSends()
             if i >= config.warmup { samples.append(t1 &- t0) }
             i += 1

@@ -190,7 +190,9 @@ final class Peer {
         }
     }
 
-    /// Busy-polls the receive queue for one completion and posts a new receive in its place.
+    /// Busy-polls the receive queue for one completion. The caller posts a receive in its place
+    /// (`postReceives`) once its answer is on the way: with `receiveDepth` posted there is no
+    /// hurry, and the repost then stays off the round trip.
     func waitReceive(_ what: String) throws(PingPongError) -> WorkCompletion? {
         var clock = WaitClock()
         var spins = 0
@@ -204,7 +206,6 @@ final class Peer {
                     throw .protocolError("receive failed with \(wc.status)")
                 }
                 postedReceives -= 1
-                try postReceives()
                 return wc
             }
             spins += 1

@@ -206,9 +206,11 @@ public final class PingPongServer: @unchecked Sendable {
                 case .writeImm:
                     guard try peer.waitReceive("waiting for the client's write with immediate") != nil else { break loop }
                     try peer.post(prepared!, immediate: UInt32(truncatingIfNeeded: i))
+                    try peer.postReceives()
                 case .send:
                     guard try peer.waitReceive("waiting for the client's message") != nil else { break loop }
                     try peer.post(prepared!)
+                    try peer.postReceives()
                 case .read:
                     break loop  // The client reads on its own; nothing to answer.
                 }
@@ -217,7 +219,7 @@ public final class PingPongServer: @unchecked Sendable {
             }
         } else if operation == .writeImm || operation == .send {
             // Consume (and re-post) receives until the client says it is done.
-            while try peer.waitReceive("receiving the client's messages") != nil {}
+            while try peer.waitReceive("receiving the client's messages") != nil { try peer.postReceives() }
             // RC ordering: every message posted before the client's "done" has landed; take their completions.
             while (try? peer.qp.receiveCQ.poll(max: 16) { _ in peer.postedReceives -= 1 }) ?? 0 > 0 {}
             try peer.postReceives()
