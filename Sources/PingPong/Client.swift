@@ -176,7 +176,8 @@ public enum PingPongClient {
             if i >= config.warmup { samples.append(t1 &- t0) }
             i += 1
             if t1 &- lastReport > reportEvery {
-                progress("\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
+                progress(i <= config.warmup ? "\(formatBytes(size)): warm-up, \(i)/\(config.warmup) iterations"
+                                            : "\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
                 try peer.sendHeartbeat()
                 lastReport = t1
             }
