@@ -173,7 +173,9 @@ public enum PingPongClient {
             let t1 = vkv_cycles()
             if config.operation == .send || config.operation == .writeImm { try peer.postReceives() }
             try peer.reapSends()
-            if i >= config.warmup { samples.append(t1 &- t0) }
+            // A counter that went backwards (a migration between CPUs whose counters disagree)
+            // gives a 0 sample, visible as t_min, rather than a wrapped one that ruins the average.
+            if i >= config.warmup { samples.append(t1 > t0 ? t1 - t0 : 0) }
             i += 1
             if t1 &- lastReport > reportEvery {
                 progress(i <= config.warmup ? "\(formatBytes(size)): warm-up, \(i)/\(config.warmup) iterations"
