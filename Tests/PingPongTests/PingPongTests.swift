@@ -168,12 +168,18 @@ final class PingPongFabricTests: RDMATestCase {
 
     private func noVulkan() throws(VulkanError) -> VulkanDevice { throw .invalidArgument("no Vulkan in this test") }
 
-    func testEveryOperationLatencyAndBandwidth() throws {
+    /// A server in this process for `clients` clients: its port, a semaphore signalled when it
+    /// has served them, and the count of sessions that failed.
+    private func serveInProcess(clients: Int) throws -> (port: UInt16, done: DispatchSemaphore, failures: FailCount) {
         let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: { _ in })
-        let port = server.listener.port
         let done = DispatchSemaphore(value: 0)
         let box = FailCount()
-        DispatchQueue.global().async { box.failed = server.serve(maxClients: 8); done.signal() }
+        DispatchQueue.global().async { box.failed = server.serve(maxClients: clients); done.signal() }
+        return (server.listener.port, done, box)
+    }
+
+    func testEveryOperationLatencyAndBandwidth() throws {
+        let (port, done, box) = try serveInProcess(clients: 8)
         for measurement in MeasurementKind.allCases {
             for op in RDMAOperation.allCases {
                 var c = PingPongConfiguration()
@@ -199,11 +205,7 @@ final class PingPongFabricTests: RDMATestCase {
     }
 
     func testInlineByDefaultAndOffOnRequest() throws {
-        let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: { _ in })
-        let port = server.listener.port
-        let done = DispatchSemaphore(value: 0)
-        let box = FailCount()
-        DispatchQueue.global().async { box.failed = server.serve(maxClients: 5); done.signal() }
+        let (port, done, box) = try serveInProcess(clients: 5)
         // (operation, inline asked, sizes, inline bytes expected in the result)
         let cases: [(RDMAOperation, Int?, [Int], Int)] = [
             (.write, nil, [2, 220, 221, 4096], PingPongConfiguration.defaultLatencyInline),
