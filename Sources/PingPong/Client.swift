@@ -126,13 +126,7 @@ public enum PingPongClient {
                         progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
         let cap = config.warmup + config.iterations
         try startStep(peer, size: size, total: cap)
-        let prepared: PreparedSend
-        switch config.operation {
-        case .write: prepared = try peer.prepare(.write(peer.peerBuffer, offset: 0), segment: try peer.sendSegment(size))
-        case .writeImm: prepared = try peer.prepare(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0), segment: try peer.sendSegment(size))
-        case .send: prepared = try peer.prepare(.send, segment: try peer.sendSegment(size))
-        case .read: prepared = try peer.prepare(.read(peer.peerBuffer, offset: 0), segment: try peer.receiveSegment(size))
-        }
+        let prepared = try peer.prepare(config.operation, size: size)
         // Samples are in cycle-counter ticks until the step ends (see CycleClock).
         var samples: [UInt64] = []
         samples.reserveCapacity(config.iterations)
@@ -192,22 +186,14 @@ public enum PingPongClient {
     static func bandwidth(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
                           progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
         try startStep(peer, size: size, total: config.warmup + config.iterations)
-        let op: SendOperation
-        let segment: LocalSegment
-        switch config.operation {
-        case .write: op = .write(peer.peerBuffer, offset: 0); segment = try peer.sendSegment(size)
-        case .writeImm: op = .writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0); segment = try peer.sendSegment(size)
-        case .send: op = .send; segment = try peer.sendSegment(size)
-        case .read: op = .read(peer.peerBuffer, offset: 0); segment = try peer.receiveSegment(size)
-        }
-        let inline = config.operation != .read && size <= peer.inlineLimit
+        let request = try peer.request(config.operation, size: size)
         do throws(PingPongError) {
             var measured = config.iterations
             if config.warmup > 0 {
-                let warm = try stream(peer, op, segment, inline: inline, count: config.warmup, window: config.window, label: nil, progress: progress)
+                let warm = try stream(peer, request, count: config.warmup, window: config.window, label: nil, progress: progress)
                 if config.duration != nil, let last = warm.last { measured = measuredCount(config, warmupNanoseconds: max(1, last.nanoseconds)) }
             }
-            let points = try stream(peer, op, segment, inline: inline, count: measured, window: config.window,
+            let points = try stream(peer, request, count: measured, window: config.window,
                                     label: formatBytes(size), progress: progress)
             try finishStep(peer, count: config.warmup + measured)
             return points
@@ -219,7 +205,7 @@ public enum PingPongClient {
 
     /// Posts `count` messages keeping `window` in flight, every `moderation`-th and the last one
     /// signaled, and returns (messages done, nanoseconds) at each signaled completion.
-    private static func stream(_ peer: Peer, _ op: SendOperation, _ segment: LocalSegment, inline: Bool, count: Int, window: Int,
+    private static func stream(_ peer: Peer, _ request: SendRequest, count: Int, window: Int,
                                label: String?, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
         let moderation = max(1, min(64, window / 2))
         let qp = peer.qp
@@ -233,8 +219,8 @@ public enum PingPongClient {
             while posted < count && posted - completed < window {
                 let signaled = (posted + 1) % moderation == 0 || posted + 1 == count
                 try v { () throws(VerbsError) in
-                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: op, segment: segment, signaled: signaled,
-                                                inline: inline))
+                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: request.operation, segment: request.segment,
+                                                signaled: signaled, inline: request.inline))
                 }
                 posted += 1
             }

@@ -19,15 +19,8 @@ public struct SharedSecret: Sendable {
 
     /// The file's bytes, one trailing newline dropped (so `echo KEY > file` works).
     public init(contentsOf path: String) throws(VerbsError) {
-        guard let file = fopen(path, "rb") else { throw .system(verb: "open \(path)", errno: errno) }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            guard bytes.count <= 1 << 16 else { throw .invalidArgument("\(path) is over 64 KiB; a shared secret is a short key") }
+        guard var bytes = try readFileBytes(path, limit: 1 << 16) else {
+            throw .invalidArgument("\(path) is over 64 KiB; a shared secret is a short key")
         }
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         try self.init(bytes)

@@ -30,8 +30,6 @@ final class Peer {
     private var heartbeat: UInt64 = 0
 
     var qp: QueuePair { connection.queuePair }
-    /// Held here so the spin loops do not go through the connection for them.
-    let receiveCQ: CompletionQueue
     /// The first half of the buffer, where every receive lands.
     let receiveHalf: LocalSegment
 
@@ -41,7 +39,6 @@ final class Peer {
         self.mailbox = mailbox
         self.outbox = outbox
         self.timeout = timeout
-        receiveCQ = connection.queuePair.receiveCQ
         do { receiveHalf = try memory.region.segment(offset: 0, length: memory.region.length / 2) } catch { throw .verbs(error) }
     }
 
@@ -76,7 +73,13 @@ final class Peer {
         out.storeBytes(of: a, toByteOffset: 8, as: UInt64.self)
         out.storeBytes(of: b, toByteOffset: 16, as: UInt64.self)
         out.storeBytes(of: kind.rawValue | sendSeq << 8, toByteOffset: 24, as: UInt64.self)
-        try post(.write(peerMailbox, offset: 0), segment: try v { () throws(VerbsError) in try outbox.segment() }, signaled: true)
+        let message: PreparedSend
+        do {
+            message = try PreparedSend(queuePair: qp, request: SendRequest(id: 0, operation: .write(peerMailbox, offset: 0), segment: try outbox.segment()))
+        } catch {
+            throw .verbs(error)
+        }
+        try post(message, signaled: true)
         try waitSend("sending a control message")
     }
 
@@ -129,18 +132,8 @@ final class Peer {
 
     // MARK: Posting and polling
 
-    /// Posts one request; unsignaled ones are retired by the next signaled one, and one in
-    /// 32 is signaled so the send queue never fills up with unretired requests.
-    func post(_ op: SendOperation, segment: LocalSegment?, signaled: Bool = false, inline: Bool = false) throws(PingPongError) {
-        wrID += 1
-        let signal = signaled || unsignaled >= 31
-        try v { () throws(VerbsError) in
-            try qp.postSend(SendRequest(id: wrID, operation: op, segment: segment, signaled: signal, inline: inline))
-        }
-        if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
-    }
-
-    /// `post` for a request built once per step: what the latency loops post each iteration.
+    /// Posts a prepared request; unsignaled ones are retired by the next signaled one, and one
+    /// in 32 is signaled so the send queue never fills up with unretired requests.
     func post(_ prepared: PreparedSend, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
         wrID += 1
         let signal = signaled || unsignaled >= 31
@@ -148,15 +141,25 @@ final class Peer {
         if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
     }
 
-    /// Inline when the payload fits `inlineLimit` (reads have no payload to inline).
-    func prepare(_ op: SendOperation, segment: LocalSegment) throws(PingPongError) -> PreparedSend {
-        let inline: Bool
-        if case .read = op { inline = false } else { inline = segment.length <= inlineLimit }
-        do {
-            return try PreparedSend(queuePair: qp, request: SendRequest(id: 0, operation: op, segment: segment, inline: inline))
-        } catch {
-            throw .verbs(error)
+    /// What a step of `operation` posts for `size` bytes: the peer's buffer as the target (reads
+    /// land in our first half, everything else goes out of our second), and whether it goes
+    /// inline (it fits `inlineLimit`; reads have no payload to inline).
+    func request(_ operation: RDMAOperation, size: Int) throws(PingPongError) -> SendRequest {
+        let op: SendOperation
+        switch operation {
+        case .write: op = .write(peerBuffer, offset: 0)
+        case .writeImm: op = .writeWithImmediate(peerBuffer, offset: 0, immediate: 0)
+        case .send: op = .send
+        case .read: op = .read(peerBuffer, offset: 0)
         }
+        let segment = try operation == .read ? receiveSegment(size) : sendSegment(size)
+        return SendRequest(id: 0, operation: op, segment: segment, inline: operation != .read && size <= inlineLimit)
+    }
+
+    /// `request`, checked and built once for the step's loop.
+    func prepare(_ operation: RDMAOperation, size: Int) throws(PingPongError) -> PreparedSend {
+        let built = try request(operation, size: size)
+        do { return try PreparedSend(queuePair: qp, request: built) } catch { throw .verbs(error) }
     }
 
     /// Messages up to this many bytes are posted inline: what was asked, within this QP's cap.
@@ -198,7 +201,7 @@ final class Peer {
         var spins = 0
         while true {
             let got: WorkCompletion?
-            do { got = try receiveCQ.pollOne() } catch { throw .verbs(error) }
+            do { got = try qp.receiveCQ.pollOne() } catch { throw .verbs(error) }
             if let wc = got {
                 guard wc.isSuccess else {
                     if wc.status == .flushed { throw .peerGone("while \(what)") }

@@ -183,19 +183,13 @@ public final class PingPongServer: @unchecked Sendable {
     private func step(_ peer: Peer, operation: RDMAOperation, measurement: MeasurementKind, size: Int, total: Int) throws(PingPongError) {
         guard size > 0, size <= peer.half else { throw .protocolError("step size \(size) outside the \(peer.half)-byte buffer") }
         if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
-        let send = try peer.sendSegment(size)
         peer.watchMailbox = true
         peer.peerFinishedEarly = false
         defer { peer.watchMailbox = false }
         try peer.sendControl(.ready)
         if measurement == .latency {
-            let prepared: PreparedSend?
-            switch operation {
-            case .write: prepared = try peer.prepare(.write(peer.peerBuffer, offset: 0), segment: send)
-            case .writeImm: prepared = try peer.prepare(.writeWithImmediate(peer.peerBuffer, offset: 0, immediate: 0), segment: send)
-            case .send: prepared = try peer.prepare(.send, segment: send)
-            case .read: prepared = nil
-            }
+            // A read needs no answer, so nothing is prepared for it.
+            let prepared = operation == .read ? nil : try peer.prepare(operation, size: size)
             var i = 0
             loop: while i < total {
                 switch operation {

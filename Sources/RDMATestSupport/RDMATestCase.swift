@@ -58,10 +58,7 @@ open class RDMATestCase: XCTestCase {
             if ["pd", "cq", "qp", "mr", "cm_id"].contains(w), let n = Int(words[i + 1]) { out[w] = n }
         }
         XCTAssertFalse(out.isEmpty, "could not parse `rdma resource show`")
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        for line in status.split(separator: "\n") where line.hasPrefix("VmPin:") {
-            out["pinned_kib"] = Int(line.split(separator: " ").dropFirst().first ?? "")
-        }
+        out["pinned_kib"] = processStatusField("VmPin").flatMap { Int($0) }
         XCTAssertNotNil(out["pinned_kib"], "no VmPin in /proc/self/status")
         return out
     }

@@ -152,16 +152,8 @@ func registrationError(_ verb: String, length: Int, _ error: VerbsError) -> Verb
 
 /// Whether capability `bit` is in this process' effective set (/proc/self/status CapEff).
 func hasCapability(_ bit: Int) -> Bool {
-    guard let file = fopen("/proc/self/status", "r") else { return false }
-    defer { fclose(file) }
-    var line = [CChar](repeating: 0, count: 256)
-    while fgets(&line, Int32(line.count), file) != nil {
-        let text = String(cString: line)
-        if text.hasPrefix("CapEff:"), let mask = UInt64(String(text.dropFirst(7).filter { $0.isHexDigit }), radix: 16) {
-            return mask & (1 << UInt64(bit)) != 0
-        }
-    }
-    return false
+    guard let hex = processStatusField("CapEff"), let mask = UInt64(hex, radix: 16) else { return false }
+    return mask & (1 << UInt64(bit)) != 0
 }
 
 /// Pointer-returning verbs: NULL means errno says why.

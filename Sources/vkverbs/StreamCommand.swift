@@ -97,9 +97,5 @@ func parseBytes(_ text: String) -> UInt64? {
 
 /// VmRSS of this process from /proc/self/status, in KiB (0 when unreadable).
 func residentKiB() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-    }
-    return 0
+    processStatusField("VmRSS").flatMap { Int($0) } ?? 0
 }
