@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Verbs", targets: ["Verbs"]),
         .library(name: "VulkanMemory", targets: ["VulkanMemory"]),
         .library(name: "Transfer", targets: ["Transfer"]),
+        .library(name: "VerbsEmbedded", targets: ["VerbsEmbedded"]),
         .executable(name: "vkverbs", targets: ["vkverbs"]),
         // The C API (issue 7): built as libVkVerbsC.so, installed as libvkverbs.so.0 (mk/capi.mk),
         // with Sources/VkVerbsC/include/vkverbs.h. (A product named "vkverbs" would clash with the CLI.)
@@ -33,6 +34,8 @@ let package = Package(
             providers: [.apt(["libvulkan-dev"])]
         ),
         .target(name: "Verbs", dependencies: ["CVerbs"]),
+        // An in-memory twin of a connected endpoint (Verbs' ConnectedEndpoint) for host-speed tests.
+        .target(name: "VerbsEmbedded", dependencies: ["Verbs"]),
         .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
         .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
         .target(name: "PingPong", dependencies: [
@@ -69,14 +72,14 @@ let package = Package(
         ),
         // What every RDMA test target shares: find an active port or skip (fail inside the fabric).
         .target(name: "RDMATestSupport", dependencies: ["Verbs", "SelfTest"]),
-        .testTarget(name: "VerbsTests", dependencies: ["Verbs", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "VerbsTests", dependencies: ["Verbs", "VerbsEmbedded", "SelfTest", "RDMATestSupport"]),
         .testTarget(
             name: "VulkanMemoryTests",
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
         .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
         // The handshake fuzz target (issue 9): a corpus replayer in plain builds, a libFuzzer
         // binary under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),

@@ -35,7 +35,7 @@ public enum GPUExchange {
             controlIn = try connection.pd.register(HostBuffer(count: controlSize), access: .local)
         }
 
-        var pd: ProtectionDomain { engine.connection.pd }
+        var pd: ProtectionDomain { engine.pd }
 
         func send(status: UInt8, _ buffer: RemoteBuffer = RemoteBuffer(address: 0, length: 0, rkey: 0)) throws {
             controlOut.bytes![0] = status

@@ -152,7 +152,7 @@ public final class StreamSender {
                     summary.digest = theirs.digest
                     summary.seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
                         + Double((ContinuousClock.now - started).components.seconds)
-                    try? link.engine.connection.disconnect(timeout: .seconds(2))
+                    try? link.engine.endpoint.disconnect(timeout: .seconds(2))
                     return summary
                 }
                 while next < total && inFlight.count < options.window {
@@ -164,7 +164,7 @@ public final class StreamSender {
                     inFlight.append((ticket, next))
                     if !faultAfter.isEmpty, faultAfter.remove(next) != nil {  // test hook, off the usual path
                         log("fault injected: QP driven to the error state after posting message \(next)")
-                        try? link.engine.connection.queuePair.modifyToError()
+                        try? link.engine.endpoint.abort()
                     }
                     next += 1
                 }
@@ -180,7 +180,7 @@ public final class StreamSender {
                 log("connection lost after \(completed) completed messages: \(error)")
                 // The old connection goes before a new one is tried: a cm_id still disconnecting
                 // (its DREQ lost with the link) must not linger beside the new connection.
-                try? link.engine.connection.disconnect(timeout: .seconds(1))
+                try? link.engine.endpoint.disconnect(timeout: .seconds(1))
                 current = nil
                 let fresh = try connect(completed: completed, firstTime: false)
                 current = fresh
@@ -379,7 +379,7 @@ public final class StreamReceiver {
                 continue
             } catch {
                 log("connection lost after \(summary.accepted) accepted messages: \(error); waiting for the sender")
-                try? current.engine.connection.disconnect(timeout: .milliseconds(200))
+                try? current.engine.endpoint.disconnect(timeout: .milliseconds(200))
                 link = nil
                 quietSince = ContinuousClock.now
                 continue
@@ -398,18 +398,18 @@ public final class StreamReceiver {
                     try current.engine.send(try verbs { () throws(VerbsError) in
                         try current.region.segment(offset: options.window * current.slot, length: 16)
                     })
-                    _ = try? current.engine.connection.waitForPeerDisconnect(timeout: options.timeout)
+                    _ = try? current.engine.connection?.waitForPeerDisconnect(timeout: options.timeout)
                 } catch {
                     log("could not send the summary: \(error)")
                 }
-                try? current.engine.connection.disconnect(timeout: .seconds(1))
+                try? current.engine.endpoint.disconnect(timeout: .seconds(1))
                 summary.seconds = Double((ContinuousClock.now - started).components.seconds)
                     + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
                 return summary
             }
             if !faultAfter.isEmpty, faultAfter.remove(summary.accepted) != nil {  // test hook, off the usual path
                 log("fault injected: QP driven to the error state after accepting \(summary.accepted) messages")
-                try? current.engine.connection.queuePair.modifyToError()
+                try? current.engine.endpoint.abort()
             }
             do { try current.post(index) } catch {
                 log("could not re-post a receive: \(error)")
@@ -489,7 +489,7 @@ public final class StreamReceiver {
             // A sender that connects again has given up on the old connection (perhaps after a
             // link fault this side never saw): it goes first, so no stale cm_id lingers.
             log("the sender reconnected; dropping the old connection")
-            try? old.engine.connection.disconnect(timeout: .milliseconds(200))
+            try? old.engine.endpoint.disconnect(timeout: .milliseconds(200))
             link = nil
         }
         let engine: TransferEngine
@@ -505,7 +505,7 @@ public final class StreamReceiver {
         do {
             for index in 0..<options.window { try link.post(index) }
         } catch {
-            try? engine.connection.disconnect(timeout: .milliseconds(200))
+            try? engine.endpoint.disconnect(timeout: .milliseconds(200))
             throw .invalidArgument("posting receives: \(error)")
         }
         log("sender connected: stream \(String(streamID, radix: 16)), \(total) messages of up to \(messageSize) bytes, resuming at \(summary.accepted)")

@@ -34,7 +34,7 @@ public enum VulkanLoopback {
         let client = try TransferEngine(connection: pair.client, options: options)
         let server = try TransferEngine(connection: pair.server, options: options)
         let runner: GPUCommandRunner
-        do { runner = try GPUCommandRunner(device: device) } catch { throw .gpu(error.description) }
+        do { runner = try GPUCommandRunner(device: device) } catch { throw .vulkan(error) }
         var checks: [LoopbackCheck] = []
         var seed: UInt64 = 1
         for strategy in strategies {

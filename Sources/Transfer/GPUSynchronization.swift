@@ -17,7 +17,7 @@ public enum GPUCompletion: @unchecked Sendable {
             }
         } catch {
             if case let .timedOut(op, after) = error { throw TransferError.timedOut(operation: op, after: after) }
-            throw TransferError.gpu(error.description)
+            throw TransferError.vulkan(error)
         }
     }
 }
@@ -42,7 +42,7 @@ extension TransferEngine {
     public func nextArrival(timeout: Duration? = nil, signaling semaphore: TimelineSemaphore,
                             value: UInt64) throws(TransferError) -> Arrival {
         let arrival = try nextArrival(timeout: timeout)
-        do { try semaphore.signal(value) } catch { throw TransferError.gpu(error.description) }
+        do { try semaphore.signal(value) } catch { throw TransferError.vulkan(error) }
         return arrival
     }
 }

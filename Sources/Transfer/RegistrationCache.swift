@@ -160,7 +160,7 @@ public final class Registration: @unchecked Sendable {
     public func segment(offset: Int = 0, length: Int? = nil) throws(VerbsError) -> LocalSegment {
         let length = length ?? (self.length - offset)
         guard offset >= 0, length >= 0, offset <= self.length, length <= self.length - offset else {
-            throw VerbsError.invalidArgument("range offset \(offset) length \(length) is outside the \(self.length)-byte registration")
+            throw VerbsError.outOfRange("range offset \(offset) length \(length) is outside the \(self.length)-byte registration")
         }
         return try entry.region.segment(offset: self.offset + offset, length: length)
     }

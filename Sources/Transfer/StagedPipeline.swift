@@ -26,13 +26,15 @@ public final class StagedPipeline: @unchecked Sendable {
             do {
                 let buffer = try DeviceBuffer(device: device, size: UInt64(chunk), hostVisible: true)
                 let region = try verbs { () throws(VerbsError) in
-                    try engine.connection.pd.register(address: buffer.hostAddress, length: chunk, access: .local, owner: buffer)
+                    try engine.pd.register(address: buffer.hostAddress, length: chunk, access: .local, owner: buffer)
                 }
                 made.append((buffer, region, try GPUCommandRunner(device: device)))
             } catch let error as TransferError {
                 throw error
+            } catch let error as VulkanError {
+                throw TransferError.vulkan(error)
             } catch {
-                throw TransferError.gpu("\(error)")
+                preconditionFailure("a staging slot is made by calls that throw only VulkanError or TransferError: \(error)")
             }
         }
         slots = made
@@ -64,13 +66,13 @@ public final class StagedPipeline: @unchecked Sendable {
                     try recorder.copy(from: source, to: slot.buffer, size: UInt64(size(k)),
                                       sourceOffset: sourceOffset + UInt64(k * chunkSize))
                 }
-            } catch { throw TransferError.gpu(error.description) }
+            } catch { throw TransferError.vulkan(error) }
         }
 
         try copy(0)
         for k in 0..<chunks {
             let slot = slots[k % slots.count]
-            do { try slot.runner.waitForCompletion(timeout: timeout) } catch { throw TransferError.gpu(error.description) }
+            do { try slot.runner.waitForCompletion(timeout: timeout) } catch { throw TransferError.vulkan(error) }
             let segment = try verbs { () throws(VerbsError) in try slot.region.segment(offset: 0, length: size(k)) }
             tickets[k % slots.count] = try engine.postWrite(
                 segment, to: remote, at: remoteOffset + UInt64(k * chunkSize),

@@ -1,14 +1,14 @@
-import Dispatch
+import Synchronization
 import Verbs
 
 /// How the engine posts and waits.
 public struct TransferOptions: Sendable {
-    /// Send work requests in flight at most (bounded by the QP's send queue).
+    /// Send work requests in flight at most (bounded by the endpoint's send queue).
     public var window: Int
     /// Every this many requests one is signaled, so completions stay few but the send
     /// queue still drains; the last request of each operation is always signaled.
     public var signalInterval: Int
-    /// Largest single work request; nil: the port's max message size, capped at 8 MiB so
+    /// Largest single work request; nil: the endpoint's max message size, capped at 8 MiB so
     /// long transfers pipeline.
     public var maxChunk: Int?
     public var waitMode: CompletionWaitMode
@@ -39,40 +39,46 @@ public struct Arrival: Sendable, Equatable {
     public var immediate: UInt32?
 }
 
-/// Moves bytes over one RC connection: RDMA write (optionally with immediate), read,
-/// send/recv; chunked to the port's message size, a window of outstanding requests,
+/// Moves bytes over one connected endpoint: RDMA write (optionally with immediate), read,
+/// send/recv; chunked to the endpoint's message size, a window of outstanding requests,
 /// selective signaling, bounds and access checks before posting, typed errors for error
 /// completions, and prompt failure of everything outstanding when the peer goes away.
 ///
-/// One thread at a time drives an engine; the `async` methods serialize on the engine's own queue.
-public final class TransferEngine: @unchecked Sendable {
-    public let connection: Connection
+/// - The endpoint is a `Connection` (verbs) or any other `ConnectedEndpoint`, such as
+///   VerbsEmbedded's in-memory twin, on which the same logic runs without a device.
+/// - Failure is sticky: once a work request fails (send or receive) or the connection goes
+///   down, every later call throws that same error. A timeout is not a failure.
+/// - Thread safety: the engine's state sits behind one lock, which every call, synchronous or
+///   `async`, takes; a blocking synchronous call holds it while it waits, so calls from several
+///   threads are serialized, never interleaved. The `async` calls never block a thread on a
+///   completion: they post, then poll without waiting, suspending between looks.
+public final class TransferEngine: Sendable {
+    public let endpoint: any ConnectedEndpoint
     public let options: TransferOptions
     public let maxChunk: Int
-    let queue = DispatchQueue(label: "vkverbs.transfer")
+    private let core: Mutex<EngineCore>
 
-    private var qp: QueuePair { connection.queuePair }
-    private var nextWR: UInt64 = 1
-    private var nextOp: UInt64 = 1
-    private var lastSignaledWR: UInt64 = 0
-    /// Signaled requests in flight, in posting order: (wr_id, requests it retires, op it ends, op name).
-    private var signaled: [(wr: UInt64, covers: Int, ends: Ticket?, name: String)] = []
-    private var inFlight = 0
-    private var completed: Set<Ticket> = []
-    private var failure: TransferError?
-    private var receives: [Ticket] = []
+    /// The verbs connection underneath, when the endpoint is one.
+    public var connection: Connection? { endpoint as? Connection }
+    /// The protection domain the engine's memory must be registered in.
+    public var pd: ProtectionDomain { endpoint.pd }
 
-    public init(connection: Connection, options: TransferOptions = .init()) throws(TransferError) {
+    /// An engine over a verbs connection, which needs separate send and receive completion queues.
+    public convenience init(connection: Connection, options: TransferOptions = .init()) throws(TransferError) {
         guard connection.queuePair.sendCQ !== connection.queuePair.receiveCQ else {
-            throw TransferError.verbs(.invalidArgument("the engine needs separate send and receive completion queues"))
+            throw TransferError.invalidArgument("the engine needs separate send and receive completion queues")
         }
-        self.connection = connection
+        self.init(endpoint: connection, options: options)
+    }
+
+    public init(endpoint: any ConnectedEndpoint, options: TransferOptions = .init()) {
+        self.endpoint = endpoint
         var o = options
-        o.window = max(1, min(o.window, Int(connection.queuePair.capabilities.maxSendRequests)))
+        o.window = max(1, min(o.window, endpoint.sendQueueDepth))
         o.signalInterval = max(1, min(o.signalInterval, o.window))
         self.options = o
-        let portMax = (try? connection.context.activePort().maxMessageSize).map(Int.init) ?? (1 << 30)
-        maxChunk = max(1, min(o.maxChunk ?? (8 << 20), portMax))
+        maxChunk = max(1, min(o.maxChunk ?? (8 << 20), endpoint.maxMessageSize))
+        core = Mutex(EngineCore(options: o, maxChunk: maxChunk))
     }
 
     // MARK: Posting
@@ -81,185 +87,57 @@ public final class TransferEngine: @unchecked Sendable {
     /// chunk carries it, so the peer is told once, after all the bytes are there.
     public func postWrite(_ segment: LocalSegment, to remote: RemoteBuffer, at offset: UInt64 = 0,
                           immediate: UInt32? = nil) throws(TransferError) -> Ticket {
-        try checkRemote(remote, offset: offset, length: segment.length, "RDMA write")
-        return try postChunked(segment, name: immediate == nil ? "RDMA write" : "RDMA write with immediate") { chunk, delta, last in
-            if let immediate, last { return .writeWithImmediate(remote, offset: offset + delta, immediate: immediate) }
-            return .write(remote, offset: offset + delta)
+        try core.withLock { (c) throws(TransferError) -> Ticket in
+            try c.postWrite(endpoint, segment, to: remote, at: offset, immediate: immediate)
         }
     }
 
     /// Posts an RDMA read from `remote` at `offset` into `segment`.
     public func postRead(into segment: LocalSegment, from remote: RemoteBuffer, at offset: UInt64 = 0) throws(TransferError) -> Ticket {
-        try checkRemote(remote, offset: offset, length: segment.length, "RDMA read")
-        guard segment.region.access.contains(.localWrite) else {
-            throw TransferError.accessDenied("an RDMA read lands in local memory registered without local write")
-        }
-        return try postChunked(segment, name: "RDMA read") { _, delta, _ in .read(remote, offset: offset + delta) }
+        try core.withLock { (c) throws(TransferError) -> Ticket in try c.postRead(endpoint, into: segment, from: remote, at: offset) }
     }
 
     /// Posts a send (one message: it is not chunked, the peer's receive must hold it).
     public func postSend(_ segment: LocalSegment?, immediate: UInt32? = nil) throws(TransferError) -> Ticket {
-        if let segment, segment.length > maxChunk {
-            throw TransferError.outOfBounds("a send of \(segment.length) bytes exceeds the message size \(maxChunk)")
-        }
-        let op: SendOperation = immediate.map { .sendWithImmediate($0) } ?? .send
-        return try postOne(op, segment: segment, name: op == .send ? "send" : "send with immediate", last: true, ticket: newTicket())
+        try core.withLock { (c) throws(TransferError) -> Ticket in try c.postSend(endpoint, segment, immediate: immediate) }
     }
 
     /// Posts a receive for the next incoming send or write-with-immediate.
     public func postReceive(_ segment: LocalSegment?) throws(TransferError) -> Ticket {
-        try checkUsable("receive")
-        let ticket = newTicket()
-        try verbs { () throws(VerbsError) in try qp.postReceive(id: ticket.id, segment: segment) }
-        receives.append(ticket)
-        return ticket
-    }
-
-    private func newTicket() -> Ticket { defer { nextOp += 1 }; return Ticket(id: nextOp) }
-
-    private func checkRemote(_ remote: RemoteBuffer, offset: UInt64, length: Int, _ name: String) throws(TransferError) {
-        guard offset <= remote.length, UInt64(length) <= remote.length - offset else {
-            throw TransferError.outOfBounds("\(name) of \(length) bytes at offset \(offset) exceeds the \(remote.length)-byte remote buffer")
-        }
-    }
-
-    private func checkUsable(_ name: String) throws(TransferError) {
-        if let failure { throw failure }
-        if !connection.isConnected { throw TransferError.disconnected(operation: name) }
-    }
-
-    private func postChunked(_ segment: LocalSegment, name: String,
-                             _ operation: (LocalSegment, UInt64, Bool) -> SendOperation) throws(TransferError) -> Ticket {
-        let ticket = newTicket()
-        var done = 0
-        repeat {
-            let n = min(maxChunk, segment.length - done)
-            let chunk = try verbs { () throws(VerbsError) in
-                try segment.region.segment(offset: segment.offset + done, length: n)
-            }
-            let last = done + n == segment.length
-            _ = try postOne(operation(chunk, UInt64(done), last), segment: chunk, name: name, last: last, ticket: ticket)
-            done += n
-        } while done < segment.length
-        return ticket
-    }
-
-    private func postOne(_ op: SendOperation, segment: LocalSegment?, name: String, last: Bool, ticket: Ticket) throws(TransferError) -> Ticket {
-        try checkUsable(name)
-        while inFlight >= options.window { try reap(timeout: options.timeout, operation: name) }
-        let wr = nextWR
-        let signal = last || wr - lastSignaledWR >= UInt64(options.signalInterval)
-        try verbs { () throws(VerbsError) in
-            try qp.postSend(SendRequest(id: wr, operation: op, segment: segment, signaled: signal))
-        }
-        nextWR += 1
-        inFlight += 1
-        if signal {
-            signaled.append((wr, Int(wr - lastSignaledWR), last ? ticket : nil, name))
-            lastSignaledWR = wr
-        }
-        return ticket
+        try core.withLock { (c) throws(TransferError) -> Ticket in try c.postReceive(endpoint, segment) }
     }
 
     // MARK: Progress
 
     /// Takes what has completed without waiting; returns the operations that finished.
+    /// A finished operation may still be waited for: `wait(for:)` returns at once.
     /// A failed request throws its typed error (and the engine stays failed).
     public func progress() throws(TransferError) -> [Ticket] {
-        try checkFailure()
-        var finished: [Ticket] = []
-        let wcs = try verbs { () throws(VerbsError) in try qp.sendCQ.poll(max: 32) }
-        for wc in wcs { if let t = try retire(wc) { finished.append(t) } }
-        return finished
+        try core.withLock { (c) throws(TransferError) -> [Ticket] in try c.progress(endpoint) }
     }
 
-    /// Waits until `ticket` has completed.
+    /// Waits until `ticket` (a write, read or send) has completed; returns at once when it
+    /// already has. Receives are waited for with `nextArrival`.
     public func wait(for ticket: Ticket, timeout: Duration? = nil) throws(TransferError) {
-        let limit = timeout ?? options.timeout
-        let start = ContinuousClock.now
-        while !completed.contains(ticket) {
-            let left = limit - (ContinuousClock.now - start)
-            if left <= .zero { throw TransferError.timedOut(operation: "waiting for operation \(ticket.id)", after: limit) }
-            try reap(timeout: left, operation: "operation \(ticket.id)")
-        }
-        completed.remove(ticket)
+        try core.withLock { (c) throws(TransferError) in try c.wait(endpoint, for: ticket, timeout: timeout ?? options.timeout) }
     }
 
     /// Waits until nothing is in flight.
     public func drain(timeout: Duration? = nil) throws(TransferError) {
-        let limit = timeout ?? options.timeout
-        let start = ContinuousClock.now
-        while !signaled.isEmpty {
-            let left = limit - (ContinuousClock.now - start)
-            if left <= .zero { throw TransferError.timedOut(operation: "draining", after: limit) }
-            try reap(timeout: left, operation: "draining")
-        }
-        completed.removeAll()
+        try core.withLock { (c) throws(TransferError) in try c.drain(endpoint, timeout: timeout ?? options.timeout) }
     }
 
-    private func checkFailure() throws(TransferError) {
-        if let failure { throw failure }
-    }
+    /// Operations posted and not yet completed (sends, writes, reads; not receives).
+    public var outstanding: Int { core.withLock { $0.outstanding.count } }
 
-    private func reap(timeout: Duration, operation: String) throws(TransferError) {
-        try checkFailure()
-        let wcs: [WorkCompletion]
-        do {
-            wcs = try qp.sendCQ.wait(timeout: timeout, mode: options.waitMode, max: 32, watching: connection)
-        } catch {
-            if !connection.isConnected { throw fail(.disconnected(operation: operation)) }
-            throw TransferError(error)
-        }
-        for wc in wcs {
-            if let t = try retire(wc) { completed.insert(t) }
-        }
-    }
-
-    /// Accounts for one send-queue completion; RC completes in order, so it retires every
-    /// unsignaled request posted before it.
-    private func retire(_ wc: WorkCompletion) throws(TransferError) -> Ticket? {
-        if !wc.isSuccess {
-            // Every operation ends with a signaled request, so the first signaled one at or after
-            // the failed request belongs to its operation.
-            let name = signaled.first { $0.wr >= wc.workRequestID }?.name ?? "operation"
-            throw fail(wc.status == .flushed && !connection.isConnected
-                       ? .disconnected(operation: name)
-                       : .failed(operation: name, status: wc.status, vendorError: wc.vendorError))
-        }
-        var finished: Ticket?
-        while let first = signaled.first, first.wr <= wc.workRequestID {
-            signaled.removeFirst()
-            inFlight -= first.covers
-            if let t = first.ends { finished = t }
-        }
-        return finished
-    }
-
-    private func fail(_ error: TransferError) -> TransferError {
-        if failure == nil { failure = error }
-        return failure!
-    }
+    /// The error that ended the engine, if one did.
+    public var failure: TransferError? { core.withLock { $0.failure } }
 
     // MARK: Receiving
 
     /// Waits for the next arrival on a posted receive.
     public func nextArrival(timeout: Duration? = nil) throws(TransferError) -> Arrival {
-        let limit = timeout ?? options.timeout
-        guard !receives.isEmpty else { throw TransferError.outOfBounds("no receive is posted") }
-        let wcs: [WorkCompletion]
-        do {
-            wcs = try qp.receiveCQ.wait(timeout: limit, mode: options.waitMode, max: 1, watching: connection)
-        } catch {
-            if !connection.isConnected { throw TransferError.disconnected(operation: "receive") }
-            throw TransferError(error)
-        }
-        let wc = wcs[0]
-        let ticket = receives.removeFirst()
-        guard wc.isSuccess else {
-            if wc.status == .flushed { throw TransferError.disconnected(operation: "receive") }
-            throw TransferError.failed(operation: "receive", status: wc.status, vendorError: wc.vendorError)
-        }
-        return Arrival(ticket: ticket, byteCount: Int(wc.byteCount), immediate: wc.immediate)
+        try core.withLock { (c) throws(TransferError) -> Arrival in try c.nextArrival(endpoint, timeout: timeout ?? options.timeout) }
     }
 
     // MARK: Blocking conveniences
@@ -282,26 +160,57 @@ public final class TransferEngine: @unchecked Sendable {
 
     // MARK: async
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(TransferError) -> T) async throws(TransferError) -> T {
-        let result: Result<T, TransferError> = await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: Result { () throws(TransferError) -> T in try body() }) }
+    /// Polls `step` (which must not block) until it yields a value, suspending between looks:
+    /// a few yields first, then sleeps growing from 20 us to 1 ms. No thread waits meanwhile.
+    private func poll<T: Sendable>(timeout: Duration, what: String,
+                                   _ step: @Sendable (inout EngineCore) throws(TransferError) -> T?) async throws(TransferError) -> T {
+        let end = ContinuousClock.now.advanced(by: timeout)
+        var pause = Duration.microseconds(20)
+        var looks = 0
+        while true {
+            let got = try core.withLock { (c) throws(TransferError) -> T? in try step(&c) }
+            if let got { return got }
+            if ContinuousClock.now >= end { throw TransferError.timedOut(operation: what, after: timeout) }
+            looks += 1
+            if looks < 16 {
+                await Task.yield()
+            } else {
+                do { try await Task.sleep(for: pause) } catch { throw TransferError.cancelled(operation: what) }
+                pause = min(pause * 2, .milliseconds(1))
+            }
         }
-        return try result.get()
     }
 
-    /// RDMA write without blocking the caller's task.
+    /// Waits for `ticket` without blocking a thread.
+    public func completion(of ticket: Ticket, timeout: Duration? = nil) async throws(TransferError) {
+        let endpoint = self.endpoint
+        _ = try await poll(timeout: timeout ?? options.timeout, what: "waiting for operation \(ticket.id)") { (c) throws(TransferError) -> Bool? in
+            try c.isFinished(endpoint, ticket) ? true : nil
+        }
+    }
+
+    /// RDMA write without blocking the caller's thread on its completion (posting waits while
+    /// the window is full).
     public func write(_ segment: LocalSegment, to remote: RemoteBuffer, at offset: UInt64 = 0,
                       immediate: UInt32? = nil) async throws(TransferError) {
-        try await onQueue { () throws(TransferError) in try self.write(segment, to: remote, at: offset, immediate: immediate) }
+        try await completion(of: try postWrite(segment, to: remote, at: offset, immediate: immediate))
     }
 
-    /// RDMA read without blocking the caller's task.
+    /// RDMA read without blocking the caller's thread on its completion.
     public func read(into segment: LocalSegment, from remote: RemoteBuffer, at offset: UInt64 = 0) async throws(TransferError) {
-        try await onQueue { () throws(TransferError) in try self.read(into: segment, from: remote, at: offset) }
+        try await completion(of: try postRead(into: segment, from: remote, at: offset))
     }
 
-    /// Waits for the next arrival without blocking the caller's task.
+    /// Send without blocking the caller's thread on its completion.
+    public func send(_ segment: LocalSegment?, immediate: UInt32? = nil) async throws(TransferError) {
+        try await completion(of: try postSend(segment, immediate: immediate))
+    }
+
+    /// Waits for the next arrival without blocking a thread.
     public func arrival(timeout: Duration? = nil) async throws(TransferError) -> Arrival {
-        try await onQueue { () throws(TransferError) in try self.nextArrival(timeout: timeout) }
+        let endpoint = self.endpoint
+        return try await poll(timeout: timeout ?? options.timeout, what: "waiting for an arrival") { (c) throws(TransferError) -> Arrival? in
+            try c.pollArrival(endpoint)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Verbs
+import VulkanMemory
 
 /// What the transfer engine reports; every case names the operation it stopped.
 public enum TransferError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -14,8 +15,12 @@ public enum TransferError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The operation needs a right the memory was not registered with.
     case accessDenied(String)
     case timedOut(operation: String, after: Duration)
-    /// GPU-side work (fence, semaphore, staging copy) failed.
-    case gpu(String)
+    /// GPU-side work (fence, semaphore, staging copy) failed, with the Vulkan error.
+    case vulkan(VulkanError)
+    /// The caller asked for something the engine cannot do (nothing was posted).
+    case invalidArgument(String)
+    /// The waiting task was cancelled (the operation itself may still complete).
+    case cancelled(operation: String)
 
     public var description: String {
         switch self {
@@ -25,16 +30,20 @@ public enum TransferError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .outOfBounds(text): return "out of bounds: \(text)"
         case let .accessDenied(text): return "access denied: \(text)"
         case let .timedOut(op, after): return "\(op) timed out after \(after)"
-        case let .gpu(text): return "GPU: \(text)"
+        case let .vulkan(e): return "GPU: \(e.description)"
+        case let .invalidArgument(text): return "invalid argument: \(text)"
+        case let .cancelled(op): return "\(op) was cancelled"
         }
     }
 }
 
 extension TransferError {
-    init(_ error: VerbsError) {
+    /// The one bridge from the verbs layer: a bounded wait that ran out stays a timeout, a
+    /// range that does not fit stays out of bounds, everything else keeps its verbs error.
+    public init(_ error: VerbsError) {
         switch error {
         case let .timedOut(op, after): self = .timedOut(operation: op, after: after)
-        case let .invalidArgument(text) where text.contains("outside"): self = .outOfBounds(text)
+        case let .outOfRange(text): self = .outOfBounds(text)
         default: self = .verbs(error)
         }
     }

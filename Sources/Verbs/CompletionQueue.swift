@@ -11,7 +11,7 @@ public final class CompletionChannel: @unchecked Sendable {
 
     /// `ibv_create_comp_channel`; its fd is made non-blocking so waits can time out.
     public init(context: Context) throws(VerbsError) {
-        let channel = try checkPointer("ibv_create_comp_channel", ibv_create_comp_channel(context.raw))
+        let channel = try checkPointer("ibv_create_comp_channel", ibv_create_comp_channel(try context.raw("ibv_create_comp_channel")))
         do {
             try setNonBlocking(channel.pointee.fd, verb: "fcntl(comp_channel)")
         } catch {
@@ -52,7 +52,7 @@ public final class CompletionQueue: @unchecked Sendable {
         if let channel, !channel.context.isSameDevice(as: context) {
             throw VerbsError.invalidArgument("the completion channel belongs to another device")
         }
-        raw = try checkPointer("ibv_create_cq", ibv_create_cq(context.raw, Int32(capacity), nil, channel?.raw, vector))
+        raw = try checkPointer("ibv_create_cq", ibv_create_cq(try context.raw("ibv_create_cq"), Int32(capacity), nil, channel?.raw, vector))
         self.context = context
         self.channel = channel
         self.capacity = Int(raw.pointee.cqe)

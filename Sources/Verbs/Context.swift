@@ -7,14 +7,34 @@ import CVerbs
 ///
 /// Contexts come from `rdma_get_devices`, the same ones rdmacm binds its cm_ids to,
 /// so a protection domain made here can hold queue pairs of rdmacm connections.
-/// libibverbs is thread-safe, hence `Sendable`.
-public final class Context: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_context>
-    private let deviceList: CMDeviceList
+/// An in-memory device (`init(inMemoryNamed:)`) has no verbs context: it only names the
+/// protection domains of an in-memory transport (VerbsEmbedded), and every device query on it
+/// throws `.unsupported`.
+public final class Context: @unchecked Sendable {  // immutable after init; libibverbs' context calls are thread-safe
+    private let device: UnsafeMutablePointer<ibv_context>?
+    private let deviceList: CMDeviceList?
+    private let inMemoryName: String?
 
     init(raw: UnsafeMutablePointer<ibv_context>, deviceList: CMDeviceList) {
-        self.raw = raw
+        device = raw
         self.deviceList = deviceList
+        inMemoryName = nil
+    }
+
+    /// A device that exists only in this process, for an in-memory transport.
+    package init(inMemoryNamed name: String) {
+        device = nil
+        deviceList = nil
+        inMemoryName = name
+    }
+
+    /// Whether this is an in-memory device (no verbs context behind it).
+    public var isInMemory: Bool { device == nil }
+
+    /// The verbs context, for `verb`; an in-memory device has none.
+    func raw(_ verb: String) throws(VerbsError) -> UnsafeMutablePointer<ibv_context> {
+        guard let device else { throw VerbsError.unsupported(verb: "\(verb) on the in-memory device \(name)", errno: ENODEV) }
+        return device
     }
 
     /// Opens the device called `name`, or, when `name` is nil, the first device that
@@ -40,15 +60,15 @@ public final class Context: @unchecked Sendable {
     }
 
     /// The kernel's name of the device (`ibv_get_device_name`).
-    public var name: String { String(cString: ibv_get_device_name(raw.pointee.device)) }
+    public var name: String { device.map { String(cString: ibv_get_device_name($0.pointee.device)) } ?? inMemoryName ?? "?" }
 
     /// Two Context objects are the same device when they wrap the same `ibv_context`.
-    public func isSameDevice(as other: Context) -> Bool { raw == other.raw }
+    public func isSameDevice(as other: Context) -> Bool { device == nil ? self === other : device == other.device }
 
     /// Device limits (`ibv_query_device`).
     public func attributes() throws(VerbsError) -> DeviceAttributes {
         var attr = ibv_device_attr()
-        try checkReturnedErrno("ibv_query_device", ibv_query_device(raw, &attr))
+        try checkReturnedErrno("ibv_query_device", ibv_query_device(try raw("ibv_query_device"), &attr))
         let fw = withUnsafeBytes(of: attr.fw_ver) { bytes in
             String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
@@ -64,7 +84,7 @@ public final class Context: @unchecked Sendable {
     /// A port's attributes (`ibv_query_port`) with its valid GID entries (`ibv_query_gid_table`).
     public func port(_ number: UInt8) throws(VerbsError) -> PortInfo {
         var attr = ibv_port_attr()
-        try checkReturnedErrno("ibv_query_port", ___ibv_query_port(raw, number, &attr))
+        try checkReturnedErrno("ibv_query_port", ___ibv_query_port(try raw("ibv_query_port"), number, &attr))
         return PortInfo(
             number: number, state: PortState(attr.state), activeMTU: MTU(attr.active_mtu),
             maxMTU: MTU(attr.max_mtu), linkLayer: LinkLayer(attr.link_layer),
@@ -77,7 +97,7 @@ public final class Context: @unchecked Sendable {
         // The table holds every port's entries; the device-wide length bounds it.
         let capacity = length * Int(max(1, (try? attributes().physicalPortCount) ?? 1))
         var entries = [ibv_gid_entry](repeating: ibv_gid_entry(), count: capacity)
-        let n = ibv_query_gid_table(raw, &entries, capacity, 0)
+        let n = ibv_query_gid_table(try raw("ibv_query_gid_table"), &entries, capacity, 0)
         if n < 0 { throw VerbsError.fromErrno("ibv_query_gid_table", Int32(-n)) }
         return entries.prefix(Int(n)).filter { $0.port_num == UInt32(port) }.map { e in
             let type: GIDType

@@ -6,8 +6,9 @@ import CVerbs
 /// A registered memory region (`struct ibv_mr`). Deregistered (`ibv_dereg_mr`) when the
 /// last reference goes; until then it keeps its protection domain and the owner of
 /// its memory alive.
-public final class MemoryRegion: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_mr>
+public final class MemoryRegion: @unchecked Sendable {  // immutable after init; the bytes are the owner's to guard
+    /// nil for a region of an in-memory protection domain.
+    let raw: UnsafeMutablePointer<ibv_mr>?
     public let pd: ProtectionDomain
     public let access: AccessFlags
     /// What owns the registered memory (a HostBuffer, a Vulkan allocation, ...).
@@ -24,17 +25,35 @@ public final class MemoryRegion: @unchecked Sendable {
          hostAddress: UnsafeMutableRawPointer?, iova: UInt64? = nil, owner: AnyObject?) {
         self.raw = raw
         self.address = iova ?? UInt64(UInt(bitPattern: raw.pointee.addr))
+        lkey = raw.pointee.lkey
+        rkey = raw.pointee.rkey
+        length = raw.pointee.length
         self.pd = pd
         self.access = access
         self.hostAddress = hostAddress
         self.owner = owner
     }
 
-    deinit { ibv_dereg_mr(raw) }
+    init(inMemory keys: (lkey: UInt32, rkey: UInt32), length: Int, pd: ProtectionDomain, access: AccessFlags,
+         hostAddress: UnsafeMutableRawPointer, iova: UInt64, owner: AnyObject?) {
+        raw = nil
+        address = iova
+        lkey = keys.lkey
+        rkey = keys.rkey
+        self.length = length
+        self.pd = pd
+        self.access = access
+        self.hostAddress = hostAddress
+        self.owner = owner
+    }
 
-    public var lkey: UInt32 { raw.pointee.lkey }
-    public var rkey: UInt32 { raw.pointee.rkey }
-    public var length: Int { raw.pointee.length }
+    deinit {
+        if let raw { ibv_dereg_mr(raw) } else { pd.registry?.deregister(lkey: lkey) }
+    }
+
+    public let lkey: UInt32
+    public let rkey: UInt32
+    public let length: Int
 
     /// What a peer needs to RDMA into or out of this region. Only regions registered
     /// with remote rights have one worth sending.
@@ -50,7 +69,7 @@ public final class MemoryRegion: @unchecked Sendable {
     public func segment(offset: Int = 0, length: Int? = nil) throws(VerbsError) -> LocalSegment {
         let length = length ?? (self.length - offset)
         guard offset >= 0, length >= 0, offset <= self.length, length <= self.length - offset else {
-            throw VerbsError.invalidArgument(
+            throw VerbsError.outOfRange(
                 "segment offset \(offset) length \(length) is outside the \(self.length)-byte memory region")
         }
         guard length <= Int(UInt32.max) else {

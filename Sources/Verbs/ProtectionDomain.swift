@@ -22,18 +22,44 @@ public enum DMABufSupport: Codable, Sendable, Equatable, CustomStringConvertible
     }
 }
 
+/// Where the protection domain of an in-memory device records its regions, so that a peer's
+/// rkey can be checked and its bytes found (VerbsEmbedded implements it).
+package protocol InMemoryRegistry: AnyObject, Sendable {
+    /// Records `length` bytes at `address`, addressed by peers from `iova`; returns the keys.
+    func register(address: UnsafeMutableRawPointer, length: Int, iova: UInt64, access: AccessFlags) -> (lkey: UInt32, rkey: UInt32)
+    /// Forgets the region: later work requests naming its keys fail as they would on a device.
+    func deregister(lkey: UInt32)
+}
+
 /// A protection domain (`ibv_alloc_pd`); memory regions and queue pairs live in one.
-public final class ProtectionDomain: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_pd>
+/// One on an in-memory device (`init(inMemory:registry:)`) registers host memory with its
+/// registry instead of the kernel; queue pairs cannot be made in it.
+public final class ProtectionDomain: @unchecked Sendable {  // immutable after init; ibv_reg_mr and friends are thread-safe
+    private let device: UnsafeMutablePointer<ibv_pd>?
+    package let registry: (any InMemoryRegistry)?
     public let context: Context
 
     /// `ibv_alloc_pd`.
     public init(context: Context) throws(VerbsError) {
-        raw = try checkPointer("ibv_alloc_pd", ibv_alloc_pd(context.raw))
+        device = try checkPointer("ibv_alloc_pd", ibv_alloc_pd(try context.raw("ibv_alloc_pd")))
+        registry = nil
         self.context = context
     }
 
-    deinit { ibv_dealloc_pd(raw) }
+    /// A protection domain of an in-memory device.
+    package init(inMemory context: Context, registry: any InMemoryRegistry) {
+        device = nil
+        self.registry = registry
+        self.context = context
+    }
+
+    deinit { if let device { ibv_dealloc_pd(device) } }
+
+    /// The verbs protection domain, for `verb`; an in-memory one has none.
+    func raw(_ verb: String) throws(VerbsError) -> UnsafeMutablePointer<ibv_pd> {
+        guard let device else { throw VerbsError.unsupported(verb: "\(verb) on the in-memory device \(context.name)", errno: ENODEV) }
+        return device
+    }
 
     /// Registers `length` bytes at `address` (`ibv_reg_mr`). `owner` is kept alive as
     /// long as the region, so the memory cannot be freed under the NIC.
@@ -41,8 +67,12 @@ public final class ProtectionDomain: @unchecked Sendable {
         address: UnsafeMutableRawPointer?, length: Int, access: AccessFlags, owner: AnyObject? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
+        if let registry {
+            return inMemoryRegion(registry, address: address, length: length, iova: UInt64(UInt(bitPattern: address)),
+                                  access: access, owner: owner)
+        }
         let mr: UnsafeMutablePointer<ibv_mr>
-        do { mr = try checkPointer("ibv_reg_mr", ibv_reg_mr(raw, address, length, access.rawValue)) } catch {
+        do { mr = try checkPointer("ibv_reg_mr", ibv_reg_mr(try raw("ibv_reg_mr"), address, length, access.rawValue)) } catch {
             throw registrationError("ibv_reg_mr", length: length, error)
         }
         return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: address, owner: owner)
@@ -54,9 +84,10 @@ public final class ProtectionDomain: @unchecked Sendable {
         address: UnsafeMutableRawPointer?, length: Int, iova: UInt64, access: AccessFlags, owner: AnyObject? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
+        if let registry { return inMemoryRegion(registry, address: address, length: length, iova: iova, access: access, owner: owner) }
         let mr: UnsafeMutablePointer<ibv_mr>
         do {
-            mr = try checkPointer("ibv_reg_mr_iova2", ibv_reg_mr_iova2(raw, address, length, iova, UInt32(bitPattern: access.rawValue)))
+            mr = try checkPointer("ibv_reg_mr_iova2", ibv_reg_mr_iova2(try raw("ibv_reg_mr_iova2"), address, length, iova, UInt32(bitPattern: access.rawValue)))
         } catch {
             throw registrationError("ibv_reg_mr_iova2", length: length, error)
         }
@@ -78,7 +109,7 @@ public final class ProtectionDomain: @unchecked Sendable {
         guard fd >= 0 else { throw VerbsError.invalidArgument("dma-buf fd \(fd) is not a file descriptor") }
         guard access.isConsistent else { throw inconsistentAccess(access) }
         let mr = try checkPointer(
-            "ibv_reg_dmabuf_mr", ibv_reg_dmabuf_mr(raw, offset, length, iova, fd, access.rawValue))
+            "ibv_reg_dmabuf_mr", ibv_reg_dmabuf_mr(try raw("ibv_reg_dmabuf_mr"), offset, length, iova, fd, access.rawValue))
         return MemoryRegion(raw: mr, pd: self, access: access, hostAddress: nil, iova: iova, owner: owner)
     }
 
@@ -86,7 +117,8 @@ public final class ProtectionDomain: @unchecked Sendable {
     /// with fd -1: a device that supports them looks the fd up and fails with EBADF;
     /// one that does not fails with EOPNOTSUPP or EPROTONOSUPPORT first.
     public func dmaBufSupport() -> DMABufSupport {
-        if let mr = ibv_reg_dmabuf_mr(raw, 0, 4096, 0, -1, Int32(IBV_ACCESS_LOCAL_WRITE.rawValue)) {
+        guard let device else { return .unsupported(errno: ENODEV) }
+        if let mr = ibv_reg_dmabuf_mr(device, 0, 4096, 0, -1, Int32(IBV_ACCESS_LOCAL_WRITE.rawValue)) {
             ibv_dereg_mr(mr)  // No device should accept fd -1; don't leak it if one did.
             return .unknown(errno: 0)
         }
@@ -96,6 +128,12 @@ public final class ProtectionDomain: @unchecked Sendable {
         case EOPNOTSUPP, ENOTSUP, EPROTONOSUPPORT: return .unsupported(errno: code)
         default: return .unknown(errno: code)
         }
+    }
+
+    private func inMemoryRegion(_ registry: any InMemoryRegistry, address: UnsafeMutableRawPointer, length: Int, iova: UInt64,
+                                access: AccessFlags, owner: AnyObject?) -> MemoryRegion {
+        let keys = registry.register(address: address, length: length, iova: iova, access: access)
+        return MemoryRegion(inMemory: keys, length: length, pd: self, access: access, hostAddress: address, iova: iova, owner: owner)
     }
 
     private func validate(

@@ -118,10 +118,10 @@ public final class QueuePair: @unchecked Sendable {
     private static func create(_ attr: inout ibv_qp_init_attr, pd: ProtectionDomain, cmID: CMID?) throws(VerbsError)
         -> UnsafeMutablePointer<ibv_qp> {
         if let cmID {
-            try checkSetsErrno("rdma_create_qp", rdma_create_qp(cmID.raw, pd.raw, &attr))
+            try checkSetsErrno("rdma_create_qp", rdma_create_qp(cmID.raw, try pd.raw("rdma_create_qp"), &attr))
             return cmID.raw.pointee.qp
         }
-        return try checkPointer("ibv_create_qp", ibv_create_qp(pd.raw, &attr))
+        return try checkPointer("ibv_create_qp", ibv_create_qp(try pd.raw("ibv_create_qp"), &attr))
     }
 
     deinit {
@@ -223,10 +223,7 @@ public final class QueuePair: @unchecked Sendable {
         if request.fence { flags |= IBV_SEND_FENCE.rawValue }
         if request.solicited { flags |= IBV_SEND_SOLICITED.rawValue }
         wr.send_flags = flags
-        let length = request.segment?.length ?? 0
-        if request.inline && length > Int(capabilities.maxInlineData) {
-            throw VerbsError.invalidArgument("inline payload of \(length) bytes exceeds the QP's \(capabilities.maxInlineData)")
-        }
+        try request.check(maxInlineData: Int(capabilities.maxInlineData))
         switch request.operation {
         case .send:
             wr.opcode = IBV_WR_SEND
@@ -234,23 +231,17 @@ public final class QueuePair: @unchecked Sendable {
             wr.opcode = IBV_WR_SEND_WITH_IMM
             wr.imm_data = imm.bigEndian
         case let .write(remote, offset):
-            try remote.check(offset: offset, length: length)
             wr.opcode = IBV_WR_RDMA_WRITE
-            wr.wr.rdma.remote_addr = remote.address + offset
+            wr.wr.rdma.remote_addr = remote.address &+ offset
             wr.wr.rdma.rkey = remote.rkey
         case let .writeWithImmediate(remote, offset, imm):
-            try remote.check(offset: offset, length: length)
             wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM
-            wr.wr.rdma.remote_addr = remote.address + offset
+            wr.wr.rdma.remote_addr = remote.address &+ offset
             wr.wr.rdma.rkey = remote.rkey
             wr.imm_data = imm.bigEndian
         case let .read(remote, offset):
-            try remote.check(offset: offset, length: length)
-            if let segment = request.segment, !segment.region.access.contains(.localWrite) {
-                throw VerbsError.invalidArgument("an RDMA read lands in local memory: the region needs local write access")
-            }
             wr.opcode = IBV_WR_RDMA_READ
-            wr.wr.rdma.remote_addr = remote.address + offset
+            wr.wr.rdma.remote_addr = remote.address &+ offset
             wr.wr.rdma.rkey = remote.rkey
         }
         return wr
@@ -271,9 +262,7 @@ public final class QueuePair: @unchecked Sendable {
     /// Posts one receive (`ibv_post_recv`); `segment` nil receives zero-length messages
     /// and write-with-immediate notifications.
     public func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError) {
-        if let segment, !segment.region.access.contains(.localWrite) {
-            throw VerbsError.invalidArgument("a receive buffer needs local write access")
-        }
+        try checkReceive(segment)
         var sge = segment?.sge ?? ibv_sge()
         let rc = withUnsafeMutablePointer(to: &sge) { sgePointer in
             var wr = ibv_recv_wr(wr_id: id, next: nil, sg_list: sgePointer, num_sge: segment == nil ? 0 : 1)

@@ -35,10 +35,10 @@ public struct RemoteBuffer: Equatable, Hashable, Sendable, Codable {
     }
 
     /// Checks that `length` bytes at `offset` lie inside this buffer.
-    func check(offset: UInt64, length: Int) throws(VerbsError) {
+    package func check(offset: UInt64, length: Int) throws(VerbsError) {
         let len = UInt64(length)
         guard offset <= self.length, len <= self.length - offset else {
-            throw VerbsError.invalidArgument(
+            throw VerbsError.outOfRange(
                 "remote range offset \(offset) length \(length) is outside the \(self.length)-byte remote buffer")
         }
     }

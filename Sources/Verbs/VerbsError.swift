@@ -16,6 +16,9 @@ public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
     case lockedMemoryLimit(verb: String, limit: UInt64, requested: Int)
     /// The caller's input was rejected before anything reached the device.
     case invalidArgument(String)
+    /// A range (of a memory region, a remote buffer) does not lie inside what it addresses;
+    /// nothing reached the device.
+    case outOfRange(String)
     /// No device, port, GID or address matched.
     case notFound(String)
     /// A bounded wait ran out.
@@ -37,6 +40,8 @@ public enum VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "LimitMEMLOCK=infinity for a systemd service, or `docker run --ulimit memlock=-1`"
         case let .invalidArgument(text):
             return "invalid argument: \(text)"
+        case let .outOfRange(text):
+            return "out of range: \(text)"
         case let .notFound(text):
             return "not found: \(text)"
         case let .timedOut(operation, after):

@@ -62,6 +62,18 @@ public struct WorkCompletion: Sendable, Equatable {
         vendorError = wc.vendor_err
     }
 
+    /// A completion made by an in-memory endpoint.
+    package init(workRequestID: UInt64, status: WorkCompletionStatus, opcode: WorkCompletionOpcode?, byteCount: UInt32 = 0,
+                 immediate: UInt32? = nil, queuePairNumber: UInt32, vendorError: UInt32 = 0) {
+        self.workRequestID = workRequestID
+        self.status = status
+        self.opcode = status == .success ? opcode : nil
+        self.byteCount = byteCount
+        self.immediate = immediate
+        self.queuePairNumber = queuePairNumber
+        self.vendorError = vendorError
+    }
+
     public var isSuccess: Bool { status == .success }
 
     /// Throws `.workCompletion` unless the status is success.

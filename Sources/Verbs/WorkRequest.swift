@@ -1,7 +1,7 @@
 import CVerbs
 
 /// A bounds-checked slice of a memory region, made by `MemoryRegion.segment(offset:length:)`.
-public struct LocalSegment: @unchecked Sendable {
+public struct LocalSegment: Sendable {
     public let region: MemoryRegion
     public let offset: Int
     public let length: Int
@@ -25,7 +25,7 @@ public enum SendOperation: Sendable, Equatable {
     /// `IBV_WR_RDMA_READ` from the peer's buffer at `offset` into the local segment.
     case read(RemoteBuffer, offset: UInt64)
 
-    var name: String {
+    public var name: String {
         switch self {
         case .send: return "send"
         case .sendWithImmediate: return "send with immediate"
@@ -61,5 +61,34 @@ public struct SendRequest: Sendable {
         self.inline = inline
         self.fence = fence
         self.solicited = solicited
+    }
+}
+
+extension SendRequest {
+    /// What every endpoint checks before posting: the inline size, the remote range, and the
+    /// local right a read needs to land.
+    package func check(maxInlineData: Int) throws(VerbsError) {
+        let length = segment?.length ?? 0
+        if inline && length > maxInlineData {
+            throw VerbsError.invalidArgument("inline payload of \(length) bytes exceeds the QP's \(maxInlineData)")
+        }
+        switch operation {
+        case .send, .sendWithImmediate:
+            break
+        case let .write(remote, offset), let .writeWithImmediate(remote, offset, _):
+            try remote.check(offset: offset, length: length)
+        case let .read(remote, offset):
+            try remote.check(offset: offset, length: length)
+            if let segment, !segment.region.access.contains(.localWrite) {
+                throw VerbsError.invalidArgument("an RDMA read lands in local memory: the region needs local write access")
+            }
+        }
+    }
+}
+
+/// What every endpoint checks before posting a receive: the buffer must be writable.
+package func checkReceive(_ segment: LocalSegment?) throws(VerbsError) {
+    if let segment, !segment.region.access.contains(.localWrite) {
+        throw VerbsError.invalidArgument("a receive buffer needs local write access")
     }
 }

@@ -525,15 +525,8 @@ public func vkv_wait(_ connection: OpaquePointer?, _ op: UInt64, _ timeoutMillis
                 fill(completion, op: op, kind: kind, immediate: arrival.immediate, bytes: UInt64(arrival.byteCount))
                 return
             }
-            if !c.finished.contains(op) {
-                if timeoutMilliseconds == 0 {
-                    for t in try c.engine.progress() { c.finished.insert(t.id) }
-                    if !c.finished.contains(op) { try c.engine.wait(for: ticket, timeout: .zero) }
-                } else {
-                    try c.engine.wait(for: ticket, timeout: timeout)
-                }
-            }
-            c.finished.remove(op)
+            // A zero timeout looks once: wait(for:) retires what is there before giving up.
+            try c.engine.wait(for: ticket, timeout: timeout)
             c.pending[op] = nil
             fill(completion, op: op, kind: kind, immediate: nil, bytes: length)
         }

@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Transfer
 import Verbs
 import VulkanMemory
@@ -75,7 +76,8 @@ func classify(_ error: VerbsError) -> Status {
     case .system(_, let code): return code == ENOMEM ? .outOfMemory : .system
     case .lockedMemoryLimit: return .outOfMemory
     case .unsupported: return .unsupported
-    case .invalidArgument(let text): return text.contains("outside") ? .outOfBounds : .invalidArgument
+    case .invalidArgument: return .invalidArgument
+    case .outOfRange: return .outOfBounds
     case .notFound: return .notFound
     case .timedOut: return .timeout
     case .workCompletion(let failure): return classify(failure.status)
@@ -103,7 +105,9 @@ func classify(_ error: TransferError) -> Status {
     case .outOfBounds: return .outOfBounds
     case .accessDenied: return .invalidArgument
     case .timedOut: return .timeout
-    case .gpu: return .vulkan
+    case .vulkan(let e): return classify(e)
+    case .invalidArgument: return .invalidArgument
+    case .cancelled: return .internal
     }
 }
 
@@ -181,26 +185,22 @@ enum HandleKind: UInt, CustomStringConvertible {
 /// handle of another kind or garbage is found missing here and refused.
 /// The table holds the one strong reference the handle stands for; closing removes it
 /// (objects in use by a call on another thread live until that call returns).
-final class HandleTable: @unchecked Sendable {
+final class HandleTable: @unchecked Sendable {  // `live` is read and written only under `lock`
     static let shared = HandleTable()
 
-    private var mutex = pthread_mutex_t()
-    private var next: UInt = 1
-    private var live: [UInt: AnyObject] = [:]
-
-    init() { pthread_mutex_init(&mutex, nil) }
-
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
+    private struct Live {
+        var next: UInt = 1
+        var objects: [UInt: AnyObject] = [:]
     }
 
+    private let lock = Lock()
+    private var live = Live()
+
     func insert(_ object: AnyObject, _ kind: HandleKind) -> OpaquePointer {
-        let token: UInt = locked {
-            let t = (next << 3) | kind.rawValue
-            next += 1
-            live[t] = object
+        let token: UInt = lock.withLock {
+            let t = (live.next << 3) | kind.rawValue
+            live.next += 1
+            live.objects[t] = object
             return t
         }
         return OpaquePointer(bitPattern: token)!
@@ -210,7 +210,7 @@ final class HandleTable: @unchecked Sendable {
                               name: String) throws -> T {
         guard let handle else { throw APIError(.invalidHandle, "\(name) is NULL") }
         let token = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        let found = locked { live[token] }
+        let found = lock.withLock { live.objects[token] }
         guard let found else {
             throw APIError(.invalidHandle, "\(name) is not a live \(kind) (closed already, or never returned by this library)")
         }
@@ -225,14 +225,14 @@ final class HandleTable: @unchecked Sendable {
     func remove<T: AnyObject>(_ handle: OpaquePointer?, _ kind: HandleKind, as type: T.Type, name: String) throws -> T {
         let object = try lookup(handle, kind, as: type, name: name)
         let token = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle!)))
-        let removed = locked { live.removeValue(forKey: token) }
+        let removed = lock.withLock { live.objects.removeValue(forKey: token) }
         guard removed != nil else {
             throw APIError(.invalidHandle, "\(name) is not a live \(kind) (closed concurrently)")
         }
         return object
     }
 
-    var count: Int { locked { live.count } }
+    var count: Int { lock.withLock { live.objects.count } }
 }
 
 // MARK: Small helpers
@@ -254,14 +254,11 @@ func bytes(_ pointer: UnsafeRawPointer?, _ length: Int, _ name: String) throws -
     return Array(UnsafeRawBufferPointer(start: pointer, count: length))
 }
 
-/// A simple recursive-free lock for per-object serialization.
-final class Lock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
+/// A non-recursive lock for per-object serialization (a `Mutex` guarding nothing but the
+/// critical section, whose state is the object's own).
+final class Lock: Sendable {
+    private let mutex = Mutex(())
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
+        try mutex.withLock { _ in try body() }
     }
 }

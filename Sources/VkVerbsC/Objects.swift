@@ -93,8 +93,6 @@ final class ConnectionObject {
     var receivesInFlight: [UInt64] = []
     /// Receives that arrived while the caller waited for a later one.
     var arrivals: [UInt64: Arrival] = [:]
-    /// Send-side operations seen complete by a zero-timeout wait.
-    var finished: Set<UInt64> = []
 
     init(device: DeviceObject, connection: Connection, peerData: [UInt8]) throws {
         self.device = device

@@ -186,7 +186,7 @@ final class QueuePairTests: RDMATestCase {
         let src = try pd.register(try HostBuffer(count: 8192), access: .local)
         let remote = RemoteBuffer(address: 0x1000, length: 4096, rkey: 1)
         XCTAssertThrowsError(try p.a.postSend(SendRequest(id: 1, operation: .write(remote, offset: 1), segment: try src.segment(offset: 0, length: 4096)))) {
-            assertVerbsError($0, ".invalidArgument") { if case .invalidArgument = $0 { return true }; return false }
+            assertVerbsError($0, ".outOfRange") { if case .outOfRange = $0 { return true }; return false }
         }
         let localOnly = try pd.register(try HostBuffer(count: 64), access: [])
         XCTAssertThrowsError(try p.a.postSend(SendRequest(id: 1, operation: .read(remote, offset: 0), segment: try localOnly.segment())),

@@ -1,0 +1,80 @@
+/// One end of a reliable connection as the layers above the verbs drive it: post send and
+/// receive work requests, take their completions, learn whether the connection is up.
+///
+/// `Connection` is the implementation over libibverbs and rdmacm. VerbsEmbedded's
+/// `InMemoryEndpoint` is the other: it moves bytes between host buffers registered in in-memory
+/// protection domains with the same ordering, key and bounds rules, and fails on demand, so the
+/// logic above runs in tests without an RDMA device.
+///
+/// The contract both keep:
+/// - Completions of send-queue requests arrive in posting order; an unsignaled request is
+///   retired by the next signaled one. A request that fails completes with its error status
+///   whether or not it was signaled, and every request after it completes as `.flushed`.
+/// - Posting on an endpoint in the error state succeeds; the request completes as `.flushed`.
+/// - Waits return the completions that are there (at least one) or throw `.timedOut`.
+/// - Implementations are safe to call from several threads; callers that need an order among
+///   their own calls (an engine's window, say) serialize them themselves.
+public protocol ConnectedEndpoint: AnyObject, Sendable {
+    /// The protection domain this endpoint's memory must be registered in.
+    var pd: ProtectionDomain { get }
+    /// Send-queue requests the endpoint holds at once.
+    var sendQueueDepth: Int { get }
+    /// Inline payload a send request may carry.
+    var maxInlineData: Int { get }
+    /// The largest message one work request may move.
+    var maxMessageSize: Int { get }
+    /// Whether the connection is up, as far as the connection events read so far say.
+    var isConnected: Bool { get }
+    /// Reads connection events that are there without waiting; a disconnect moves the
+    /// endpoint to the error state. Returns `isConnected`.
+    @discardableResult func processEvents() -> Bool
+
+    /// Posts one send-queue work request; bounds and rights are checked before posting.
+    func postSend(_ request: SendRequest) throws(VerbsError)
+    /// Posts one receive; `segment` nil takes zero-length messages and write-with-immediate.
+    func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError)
+
+    /// Send-queue completions that are there, without waiting.
+    func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion]
+    /// Receive-queue completions that are there, without waiting.
+    func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion]
+    /// Waits up to `timeout` for send-queue completions, reading connection events meanwhile.
+    func waitSendCompletions(timeout: Duration, mode: CompletionWaitMode, max: Int) throws(VerbsError) -> [WorkCompletion]
+    /// Waits up to `timeout` for receive-queue completions, reading connection events meanwhile.
+    func waitReceiveCompletions(timeout: Duration, mode: CompletionWaitMode, max: Int) throws(VerbsError) -> [WorkCompletion]
+
+    /// Moves the endpoint to the error state: everything outstanding completes as `.flushed`.
+    func abort() throws(VerbsError)
+    /// Disconnects (bounded by `timeout`); outstanding requests complete as `.flushed`.
+    func disconnect(timeout: Duration) throws(VerbsError)
+}
+
+extension Connection: ConnectedEndpoint {
+    public var sendQueueDepth: Int { Int(queuePair.capabilities.maxSendRequests) }
+    public var maxInlineData: Int { Int(queuePair.capabilities.maxInlineData) }
+
+    /// The active port's message size limit (1 GiB when the port cannot be read).
+    public var maxMessageSize: Int {
+        (try? context.activePort().maxMessageSize).map { Int(clamping: $0) } ?? (1 << 30)
+    }
+
+    public func postSend(_ request: SendRequest) throws(VerbsError) { try queuePair.postSend(request) }
+
+    public func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError) {
+        try queuePair.postReceive(id: id, segment: segment)
+    }
+
+    public func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try queuePair.sendCQ.poll(max: max) }
+
+    public func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try queuePair.receiveCQ.poll(max: max) }
+
+    public func waitSendCompletions(timeout: Duration, mode: CompletionWaitMode, max: Int) throws(VerbsError) -> [WorkCompletion] {
+        try queuePair.sendCQ.wait(timeout: timeout, mode: mode, max: max, watching: self)
+    }
+
+    public func waitReceiveCompletions(timeout: Duration, mode: CompletionWaitMode, max: Int) throws(VerbsError) -> [WorkCompletion] {
+        try queuePair.receiveCQ.wait(timeout: timeout, mode: mode, max: max, watching: self)
+    }
+
+    public func abort() throws(VerbsError) { try queuePair.modifyToError() }
+}

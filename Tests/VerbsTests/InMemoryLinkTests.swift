@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Verbs
+import VerbsEmbedded
+import XCTest
+
+/// The in-memory twin keeps the rules a NIC keeps, or tests above it would pass for the wrong reason.
+final class InMemoryLinkTests: XCTestCase {
+    private func region(_ pd: ProtectionDomain, _ size: Int = 4096, _ access: AccessFlags = [.localWrite, .remoteWrite, .remoteRead])
+        throws -> MemoryRegion {
+        try pd.register(try HostBuffer(count: size), access: access)
+    }
+
+    private func one(_ wcs: [WorkCompletion], file: StaticString = #filePath, line: UInt = #line) -> WorkCompletion? {
+        XCTAssertEqual(wcs.count, 1, file: file, line: line)
+        return wcs.first
+    }
+
+    func testKeysRangesAndRightsAreChecked() throws {
+        let link = InMemoryLink()
+        let local = try region(link.a.pd)
+        let readOnly = try region(link.b.pd, 4096, [.localWrite, .remoteRead])
+        let writable = try region(link.b.pd)
+        func write(_ remote: RemoteBuffer, offset: UInt64 = 0, length: Int = 64) throws -> WorkCompletionStatus? {
+            try link.a.postSend(SendRequest(id: 1, operation: .write(remote, offset: offset), segment: try local.segment(offset: 0, length: length)))
+            return one(try link.a.waitSendCompletions(timeout: .seconds(1), mode: .busyPoll, max: 4))?.status
+        }
+        XCTAssertEqual(try write(writable.remoteBuffer), .success)
+        XCTAssertEqual(try write(readOnly.remoteBuffer), .remoteAccessError)
+        // The endpoint is in the error state now: the next request flushes.
+        XCTAssertEqual(try write(writable.remoteBuffer), .flushed)
+
+        let fresh = InMemoryLink()
+        let l2 = try region(fresh.a.pd)
+        let r2 = try region(fresh.b.pd)
+        // A descriptor claiming more than was registered: the post checks the descriptor's own
+        // length, the "NIC" checks the registration.
+        let lying = RemoteBuffer(address: r2.remoteBuffer.address, length: 1 << 20, rkey: r2.rkey)
+        try fresh.a.postSend(SendRequest(id: 2, operation: .write(lying, offset: 4000), segment: try l2.segment(offset: 0, length: 200)))
+        XCTAssertEqual(one(try fresh.a.waitSendCompletions(timeout: .seconds(1), mode: .busyPoll, max: 4))?.status, .remoteAccessError)
+        // An lkey of the peer's domain is refused as a post error before anything moves.
+        XCTAssertThrowsError(try fresh.b.postSend(SendRequest(id: 3, operation: .send, segment: try l2.segment(offset: 0, length: 8))))
+    }
+
+    func testTheSendQueueHoldsItsDepthUntilCompletionsArePolled() throws {
+        let link = InMemoryLink(sendQueueDepth: 2)
+        let local = try region(link.a.pd)
+        let target = try region(link.b.pd)
+        let remote = target.remoteBuffer
+        for id in 1...2 {
+            try link.a.postSend(SendRequest(id: UInt64(id), operation: .write(remote, offset: 0), segment: try local.segment(offset: 0, length: 8),
+                                            signaled: id == 2))
+        }
+        XCTAssertThrowsError(try link.a.postSend(SendRequest(id: 3, operation: .write(remote, offset: 0), segment: nil))) {
+            XCTAssertEqual(($0 as? VerbsError)?.errno, ENOMEM)
+        }
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.workRequestID), [2])
+        try link.a.postSend(SendRequest(id: 3, operation: .write(remote, offset: 0), segment: nil))
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.status), [.success])
+        // Memory released under a peer's descriptor is gone for the "NIC" too.
+        let gone = try region(link.b.pd).remoteBuffer
+        try link.a.postSend(SendRequest(id: 4, operation: .write(gone, offset: 0), segment: try local.segment(offset: 0, length: 8)))
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.status), [.remoteAccessError])
+    }
+
+    func testSendWaitsForAReceiveAndARunawaySendFailsBothEnds() throws {
+        let link = InMemoryLink()
+        let local = try region(link.a.pd)
+        let small = try region(link.b.pd, 16)
+        try link.a.postSend(SendRequest(id: 1, operation: .send, segment: try local.segment(offset: 0, length: 64)))
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 4), [], "no receive posted: the send waits (RNR)")
+        try link.b.postReceive(id: 7, segment: try small.segment())
+        try link.b.postReceive(id: 8, segment: try small.segment())
+        XCTAssertEqual(one(try link.a.pollSendCompletions(max: 4))?.status, .remoteInvalidRequest)
+        let received = try link.b.pollReceiveCompletions(max: 4)
+        XCTAssertEqual(received.map(\.workRequestID), [7, 8])
+        XCTAssertEqual(received.map(\.status), [.localLengthError, .flushed])
+    }
+
+    func testDisconnectIsSeenThroughEventsAndFlushesEverything() throws {
+        let link = InMemoryLink()
+        let local = try region(link.a.pd)
+        try link.b.postReceive(id: 5, segment: nil)
+        link.hold(.a)
+        try link.a.postSend(SendRequest(id: 1, operation: .write(try region(link.b.pd).remoteBuffer, offset: 0),
+                                        segment: try local.segment(offset: 0, length: 8), signaled: false))
+        link.inject(.disconnect)
+        XCTAssertTrue(link.a.isConnected, "not known until the events are read")
+        XCTAssertFalse(link.a.processEvents())
+        let flushed = try link.a.pollSendCompletions(max: 4)
+        XCTAssertEqual(flushed.map(\.status), [.flushed], "error completions come even for unsignaled requests")
+        XCTAssertEqual(try link.b.waitReceiveCompletions(timeout: .seconds(1), mode: .event, max: 4).map(\.status), [.flushed])
+        XCTAssertFalse(link.b.isConnected)
+    }
+
+    func testFinishReportsWhatWasLeftAndRegionsLeaveTheTable() throws {
+        let link = InMemoryLink()
+        var local: MemoryRegion? = try region(link.a.pd)
+        try link.b.postReceive(id: 1, segment: nil)
+        var left = link.finish()
+        XCTAssertEqual(left.b.postedReceives, 1)
+        XCTAssertEqual(left.a.registeredRegions, 1)
+        XCTAssertFalse(left.isEmpty)
+        local = nil
+        try link.b.abort()
+        XCTAssertEqual(try link.b.pollReceiveCompletions(max: 4).map(\.status), [.flushed])
+        left = link.finish()
+        XCTAssertTrue(left.isEmpty, left.description)
+        XCTAssertNil(local)
+    }
+}
