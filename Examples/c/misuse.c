@@ -274,6 +274,11 @@ static void rdma_checks(const char *addr) {
     EXPECT(vkv_connect, (dev, addr, 1, long_data, sizeof long_data, 5000, &conn), VKV_ERR_OUT_OF_BOUNDS);
     EXPECT(vkv_connect, (dev, addr, 1, NULL, 4, 5000, &conn), VKV_ERR_INVALID_ARGUMENT);
     EXPECT(vkv_connect, (dev, NULL, 1, NULL, 0, 5000, &conn), VKV_ERR_INVALID_ARGUMENT);
+    /* An address no RDMA device reaches: a failed connection (or no answer in time), never a system error. */
+    vkv_status unreachable = vkv_connect(dev, "203.0.113.7", 1, NULL, 0, 3000, &conn);
+    TRUE(unreachable == VKV_ERR_CONNECTION || unreachable == VKV_ERR_TIMEOUT);
+    if (unreachable != VKV_ERR_CONNECTION && unreachable != VKV_ERR_TIMEOUT)
+        printf("  unreachable connect: %s\n", vkv_status_string(unreachable));
     EXPECT(vkv_listen, (dev, "203.0.113.7", 0, &listener), VKV_ERR_SYSTEM); /* no device has that address */
     EXPECT(vkv_listen, (dev, addr, 0, &listener), VKV_OK);
     EXPECT(vkv_accept, (listener, NULL, 0, 200, &conn), VKV_ERR_TIMEOUT); /* nobody connects */
@@ -326,6 +331,21 @@ static void rdma_checks(const char *addr) {
     EXPECT(vkv_post_write, (client, local, 0, 64, bad_rkey, 0, &op), VKV_OK);
     EXPECT(vkv_wait, (client, op, 10000, NULL), VKV_ERR_REMOTE_ACCESS);
     EXPECT(vkv_post_write, (client, local, 0, 64, descriptor, 0, &op), VKV_ERR_REMOTE_ACCESS);
+
+    /* A failed receive (64 bytes sent into 16) fails that connection for every later call, as
+       vkverbs.h promises: the next receive is refused at once, not left to time out. */
+    vkv_connection *c2 = NULL, *s2 = NULL;
+    EXPECT(connect_pair, (dev, addr, listener, &c2, &s2), VKV_OK);
+    if (c2 && s2) {
+        EXPECT(vkv_post_recv, (s2, target, 0, 16, &op2), VKV_OK);
+        EXPECT(vkv_post_send, (c2, local, 0, 64, &op), VKV_OK);
+        TRUE(vkv_wait(c2, op, 10000, NULL) != VKV_OK);
+        EXPECT(vkv_wait, (s2, op2, 10000, NULL), VKV_ERR_COMPLETION);
+        EXPECT(vkv_post_recv, (s2, target, 0, 16, &op2), VKV_ERR_COMPLETION);
+        EXPECT(vkv_post_send, (s2, NULL, 0, 0, &op), VKV_ERR_COMPLETION);
+    }
+    if (c2) EXPECT(vkv_connection_close, (c2), VKV_OK);
+    if (s2) EXPECT(vkv_connection_close, (s2), VKV_OK);
 
     /* Calls after close. */
     EXPECT(vkv_connection_close, (client), VKV_OK);

@@ -7,7 +7,7 @@ public enum Loopback {
     public static func run(address: String, options: ExchangeOptions = .init()) throws(VerbsError) -> (server: ExchangeReport, client: ExchangeReport) {
         let listener = try Listener(address: address, port: 0)
         let port = listener.port
-        let box = ResultBox()
+        let box = ResultSlot<ExchangeReport, VerbsError>()
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             box.set(Result { () throws(VerbsError) in try Exchange.serve(listener: listener, options: options) })
@@ -19,14 +19,10 @@ public enum Loopback {
         if done.wait(timeout: limit) == .timedOut {
             throw VerbsError.timedOut(operation: "loopback server thread", after: options.stepTimeout * 4)
         }
-        let server = try box.get()!.get()
-        return (server, try client.get())
+        guard let server = box.get() else {
+            throw VerbsError.timedOut(operation: "loopback server thread", after: options.stepTimeout * 4)
+        }
+        let report = try server.get()
+        return (report, try client.get())
     }
-}
-
-final class ResultBox: @unchecked Sendable {
-    private let lock = DispatchSemaphore(value: 1)
-    private var value: Result<ExchangeReport, VerbsError>?
-    func set(_ v: Result<ExchangeReport, VerbsError>) { lock.wait(); value = v; lock.signal() }
-    func get() -> Result<ExchangeReport, VerbsError>? { lock.wait(); defer { lock.signal() }; return value }
 }

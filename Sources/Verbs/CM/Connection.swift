@@ -21,6 +21,12 @@ private func readDepths(_ context: Context) -> (responder: UInt8, initiator: UIn
     return (UInt8(clamping: min(attr.maxQPReadAtomic, 16)), UInt8(clamping: min(attr.maxQPInitiatorReadAtomic, 16)))
 }
 
+/// A resolution step refused at once, as the connection failure its error event would have
+/// been: the verb in place of the event's name, the negative errno as its status.
+private func resolutionFailure(_ reason: ConnectionFailure.Reason, verb: String, _ code: Int32) -> VerbsError {
+    .connection(ConnectionFailure(reason: reason, event: verb, status: -code, privateData: []))
+}
+
 /// The active side after address and route resolution (`rdma_resolve_addr`, `rdma_resolve_route`).
 /// Consumed by `prepare`, which creates the queue pair.
 public struct ResolvedRoute: ~Copyable {
@@ -34,13 +40,16 @@ public struct ResolvedRoute: ~Copyable {
         var address = try resolveSocketAddress(host: host, port: port)
         let id = try CMID()
         let ms = Int32(clamping: max(1, deadline.remaining.milliseconds))
-        try withUnsafeMutablePointer(to: &address) { p throws(VerbsError) in
-            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(VerbsError) in
-                try checkSetsErrno("rdma_resolve_addr(\(host))", rdma_resolve_addr(id.raw, nil, sa, ms))
-            }
+        // An address no RDMA device routes to fails here at once (ENODEV, EADDRNOTAVAIL,
+        // ENETUNREACH...): that is a failed resolution, as the ADDR_ERROR event would say.
+        let rc = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in rdma_resolve_addr(id.raw, nil, sa, ms) }
         }
+        if rc != 0 { throw resolutionFailure(.addressResolution, verb: "rdma_resolve_addr(\(host))", Glibc.errno) }
         _ = try id.channel.expect(RDMA_CM_EVENT_ADDR_RESOLVED, deadline: deadline, operation: "resolving \(host)")
-        try checkSetsErrno("rdma_resolve_route", rdma_resolve_route(id.raw, Int32(clamping: max(1, deadline.remaining.milliseconds))))
+        if rdma_resolve_route(id.raw, Int32(clamping: max(1, deadline.remaining.milliseconds))) != 0 {
+            throw resolutionFailure(.routeResolution, verb: "rdma_resolve_route", Glibc.errno)
+        }
         _ = try id.channel.expect(RDMA_CM_EVENT_ROUTE_RESOLVED, deadline: deadline, operation: "resolving the route to \(host)")
         guard let context = id.context else { throw VerbsError.notFound("an RDMA device for the route to \(host)") }
         return ResolvedRoute(id: id, context: context)
