@@ -3,7 +3,7 @@ import Verbs
 import VulkanMemory
 
 /// GPU work a transfer waits for before posting: the bytes are only there once it is done.
-public enum GPUCompletion: @unchecked Sendable {
+public enum GPUCompletion {
     /// The fence of the submission that produced the bytes (`vkWaitForFences`).
     case fence(VkFence, on: VulkanDevice)
     /// A timeline semaphore reaching a value (`vkWaitSemaphores`).

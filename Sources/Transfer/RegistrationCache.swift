@@ -12,13 +12,12 @@ import Verbs
 /// its owner weakly: once the owner (a HostBuffer, a Vulkan allocation) is gone, its pages
 /// may come back at the same address for someone else, so the entry is dropped instead of
 /// reused. Memory without an owner must be `invalidate`d by the caller before it is freed.
-public final class RegistrationCache: @unchecked Sendable {
+public final class RegistrationCache: Sendable {
     public let pd: ProtectionDomain
     /// Idle entries kept beyond this are deregistered, oldest first.
     public let maxIdleEntries: Int
 
-    /// Mutated only under the cache's lock.
-    final class Entry: @unchecked Sendable {
+    final class Entry: @unchecked Sendable {  // the vars (users, lastUse, owner) are touched only under the cache's lock
         let region: MemoryRegion
         let start: UInt
         let end: UInt
@@ -136,7 +135,8 @@ public final class RegistrationCache: @unchecked Sendable {
 }
 
 /// A use of a cached registration: the region, and where the caller's bytes sit in it.
-public final class Registration: @unchecked Sendable {
+/// Used by one thread at a time (it hands out segments of one caller's bytes); not Sendable.
+public final class Registration {
     private let cache: RegistrationCache
     private let entry: RegistrationCache.Entry
     /// Keeps the memory's owner alive while the registration is in use.

@@ -5,7 +5,8 @@ import VulkanMemory
 /// Moves a device-local Vulkan buffer to a peer through registered host-visible bounce buffers:
 /// the GPU copies chunk k+1 into one slot while the NIC writes chunk k from another, so the
 /// copy and the network overlap. Same engine, same remote descriptor as the zero-copy paths.
-public final class StagedPipeline: @unchecked Sendable {
+/// Used by one thread at a time (its slots' command buffers are re-recorded per chunk); not Sendable.
+public final class StagedPipeline {
     public let engine: TransferEngine
     public let device: VulkanDevice
     public let chunkSize: Int
