@@ -43,6 +43,8 @@ let package = Package(
         ]),
         // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
         .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory"]),
+        // The numbered, checksummed stream that survives faults (`vkverbs stream`).
+        .target(name: "NumberedStream", dependencies: ["Verbs", "Transfer"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
         // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
@@ -66,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "SelfTest", "PingPong", "VulkanMemory",
+                "Verbs", "SelfTest", "PingPong", "VulkanMemory", "NumberedStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,7 +81,9 @@ let package = Package(
             exclude: ["Shaders/pattern.comp"]
         ),
         .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "TransferTests", dependencies: [
+            "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
+        ]),
         // The handshake fuzz target (issue 9): a corpus replayer in plain builds, a libFuzzer
         // binary under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),

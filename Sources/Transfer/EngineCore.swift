@@ -76,7 +76,7 @@ struct EngineCore {
     mutating func postReceive(_ endpoint: any ConnectedEndpoint, _ segment: LocalSegment?) throws(TransferError) -> Ticket {
         try checkUsable(endpoint, "receive")
         let ticket = newTicket()
-        try verbs { () throws(VerbsError) in try endpoint.postReceive(id: ticket.id, segment: segment) }
+        try TransferError.bridge { () throws(VerbsError) in try endpoint.postReceive(id: ticket.id, segment: segment) }
         receives.append(ticket)
         return ticket
     }
@@ -103,7 +103,7 @@ struct EngineCore {
         var done = 0
         repeat {
             let n = min(maxChunk, segment.length - done)
-            let chunk = try verbs { () throws(VerbsError) in try segment.region.segment(offset: segment.offset + done, length: n) }
+            let chunk = try TransferError.bridge { () throws(VerbsError) in try segment.region.segment(offset: segment.offset + done, length: n) }
             let last = done + n == segment.length
             try postOne(endpoint, operation(UInt64(done), last), segment: chunk, name: name, first: done == 0, last: last, ticket: ticket)
             done += n
@@ -140,7 +140,7 @@ struct EngineCore {
     /// Retires what is there without waiting; returns the operations that finished.
     mutating func progress(_ endpoint: any ConnectedEndpoint) throws(TransferError) -> [Ticket] {
         if let failure { throw failure }
-        let wcs = try verbs { () throws(VerbsError) in try endpoint.pollSendCompletions(max: 32) }
+        let wcs = try TransferError.bridge { () throws(VerbsError) in try endpoint.pollSendCompletions(max: 32) }
         var finished: [Ticket] = []
         for wc in wcs { if let t = try retire(endpoint, wc) { finished.append(t) } }
         if wcs.isEmpty && !signaled.isEmpty {
@@ -257,7 +257,7 @@ struct EngineCore {
     mutating func pollArrival(_ endpoint: any ConnectedEndpoint) throws(TransferError) -> Arrival? {
         if let failure { throw failure }
         guard !receives.isEmpty else { throw TransferError.invalidArgument("no receive is posted") }
-        let wcs = try verbs { () throws(VerbsError) in try endpoint.pollReceiveCompletions(max: 1) }
+        let wcs = try TransferError.bridge { () throws(VerbsError) in try endpoint.pollReceiveCompletions(max: 1) }
         if wcs.isEmpty {
             if !endpoint.processEvents() { throw fail(.disconnected(operation: "receive")) }
             return nil

@@ -26,7 +26,7 @@ public final class StagedPipeline {
         for _ in 0..<slotCount {
             do {
                 let buffer = try DeviceBuffer(device: device, size: UInt64(chunk), hostVisible: true)
-                let region = try verbs { () throws(VerbsError) in
+                let region = try TransferError.bridge { () throws(VerbsError) in
                     try engine.pd.register(address: buffer.hostAddress, length: chunk, access: .local, owner: buffer)
                 }
                 made.append((buffer, region, try GPUCommandRunner(device: device)))
@@ -74,7 +74,7 @@ public final class StagedPipeline {
         for k in 0..<chunks {
             let slot = slots[k % slots.count]
             do { try slot.runner.waitForCompletion(timeout: timeout) } catch { throw TransferError.vulkan(error) }
-            let segment = try verbs { () throws(VerbsError) in try slot.region.segment(offset: 0, length: size(k)) }
+            let segment = try TransferError.bridge { () throws(VerbsError) in try slot.region.segment(offset: 0, length: size(k)) }
             tickets[k % slots.count] = try engine.postWrite(
                 segment, to: remote, at: remoteOffset + UInt64(k * chunkSize),
                 immediate: k == chunks - 1 ? immediate : nil)

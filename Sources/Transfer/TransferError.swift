@@ -49,8 +49,10 @@ extension TransferError {
     }
 }
 
-/// Runs a verbs call, mapping its error into the engine's.
-@inline(__always)
-func verbs<T>(_ body: () throws(VerbsError) -> T) throws(TransferError) -> T {
-    do { return try body() } catch { throw TransferError(error) }
+extension TransferError {
+    /// Runs a verbs call, mapping its error into the engine's (`init(_:)`): the one bridge.
+    @inline(__always)
+    public static func bridge<T>(_ body: () throws(VerbsError) -> T) throws(TransferError) -> T {
+        do { return try body() } catch { throw TransferError(error) }
+    }
 }

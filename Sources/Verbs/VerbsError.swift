@@ -104,6 +104,14 @@ public struct ConnectionFailure: Equatable, Sendable, CustomStringConvertible {
     /// Private data the peer sent with a reject, if any.
     public var privateData: [UInt8]
 
+    /// A failure as rdmacm would report it (for transports that are not rdmacm, such as the in-memory one).
+    package init(reason: Reason, event: String, status: Int32, privateData: [UInt8]) {
+        self.reason = reason
+        self.event = event
+        self.status = status
+        self.privateData = privateData
+    }
+
     /// A connect that found no listener (the server is not up, or the port is wrong).
     public var isNoListener: Bool { reason == .rejected && status == 8 }
 

@@ -3,7 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
-import SelfTest
+import NumberedStream
 import Verbs
 
 /// A numbered, checksummed stream between two hosts that reconnects after faults and proves nothing
@@ -31,6 +31,9 @@ struct StreamCommand: ParsableCommand {
     @Option(help: "Messages in flight.") var window: Int = 16
     @Option(help: "Seconds any wait for the peer may take while connected.") var timeout: Int = 10
     @Option(help: "Seconds to keep trying to get a connection back after a fault.") var reconnectWithin: Int = 90
+    @Option(help: ArgumentHelp("Memory one sender may make the receiver register, e.g. 64M (server); a sender asking more is refused.",
+                               valueName: "SIZE"))
+    var maxMemory: String = "64M"
     @Flag(help: "Print a progress line with the process' resident memory now and then.") var progress = false
     @Option(help: "With --progress: a line every this many messages.") var progressEvery: UInt64 = 4096
 
@@ -42,6 +45,9 @@ struct StreamCommand: ParsableCommand {
         if client != nil && (messages == nil) == (bytes == nil) { throw ValidationError("give --messages or --bytes") }
         if progressEvery == 0 { throw ValidationError("--progress-every must be at least 1") }
         if let bytes, parseBytes(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G") }
+        if parseBytes(maxMemory).map({ $0 > UInt64(Int.max) }) ?? true {
+            throw ValidationError("--max-memory \(maxMemory): expected a number with an optional K, M or G")
+        }
     }
 
     func run() throws {
@@ -51,6 +57,7 @@ struct StreamCommand: ParsableCommand {
         options.timeout = .seconds(timeout)
         options.reconnectWithin = .seconds(reconnectWithin)
         options.progressEvery = progressEvery
+        options.maxReceiveMemory = Int(parseBytes(maxMemory)!)
         let log: (String) -> Void = { FileHandle.standardError.write(Data("stream: \($0)\n".utf8)) }
         let report: (String, UInt64) -> Void = { role, count in
             guard progress else { return }
@@ -61,7 +68,7 @@ struct StreamCommand: ParsableCommand {
             do { receiver = try StreamReceiver(bind: bind, port: port, options: options, log: log) } catch { fail(error) }
             receiver.progress = { report("accepted", $0) }
             // Unbuffered: scripts wait for this line, and a pipe would otherwise hold it back.
-            FileHandle.standardOutput.write(Data("stream receiver: listening on \(bind ?? "*"):\(receiver.listener.port)\n".utf8))
+            FileHandle.standardOutput.write(Data("stream receiver: listening on \(bind ?? "*"):\(receiver.listener?.port ?? port)\n".utf8))
             do {
                 let summary = try receiver.run()
                 print("stream receiver: accepted \(summary), rss_kib \(residentKiB())")

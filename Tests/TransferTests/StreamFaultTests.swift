@@ -1,5 +1,6 @@
 import Foundation
 import RDMATestSupport
+import NumberedStream
 import SelfTest
 import Verbs
 import XCTest
@@ -35,7 +36,7 @@ final class StreamFaultTests: RDMATestCase {
         options.reconnectWithin = .seconds(60)
         let run = try ReceiverRun(address: env.address, options: options, faultAfter: receiverFaults)
         var senderLog: [String] = []
-        let sender = StreamSender(host: env.address, port: run.receiver.listener.port, messages: messages, options: options,
+        let sender = StreamSender(host: env.address, port: run.receiver.listener!.port, messages: messages, options: options,
                                   log: { senderLog.append($0) })
         sender.faultAfter = senderFaults
         let start = Date()
