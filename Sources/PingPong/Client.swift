@@ -113,7 +113,8 @@ public enum PingPongClient {
     private static func startStep(_ peer: Peer, size: Int, total: Int) throws(PingPongError) {
         if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
         // The high half tells the server how much it may inline in its answers.
-        try peer.sendControl(.start, UInt64(size) | UInt64(peer.inlineLimit) << 32, UInt64(total))
+        let words = StepRequest.words(size: size, total: total, inline: peer.inlineLimit)
+        try peer.sendControl(.start, words.a, words.b)
         _ = try peer.receiveControl(.ready, what: "waiting for the server to get ready")
     }
 
