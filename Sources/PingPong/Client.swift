@@ -107,7 +107,7 @@ public enum PingPongClient {
         guard let duration = config.duration else { return config.iterations }
         let perIteration = max(1, warmupNanoseconds / UInt64(max(1, config.warmup)))
         let wanted = UInt64(duration.components.seconds) * 1_000_000_000 / perIteration
-        return max(1, min(config.iterations, Int(wanted)))
+        return max(1, min(config.iterations, Int(clamping: wanted)))
     }
 
     private static func startStep(_ peer: Peer, size: Int, total: Int) throws(PingPongError) {
@@ -228,7 +228,7 @@ public enum PingPongClient {
             var failure: WorkCompletion?
             let n = (try? qp.sendCQ.poll(max: 16) { wc in
                 if !wc.isSuccess { failure = wc; return }
-                completed = Int(wc.workRequestID)
+                completed = Int(clamping: wc.workRequestID)
                 checkpoints.append((completed, vkv_monotonic_ns() - start))
             }) ?? 0
             if let failure { do { try failure.check() } catch { throw .verbs(error) } }

@@ -171,7 +171,7 @@ final class HostilePeerTests: RDMATestCase {
         try first.disconnect()
         // The server (one session at most) refuses anyone as busy until it has wound that session
         // down, which under ASan in the TCG guest takes long enough for the replay to hit it. The
-        // session is counted only once the server's accept returned (peak 1), then ends (active 0).
+        // session is counted from its admission (peak 1) until its thread has ended (active 0).
         let windDown = Date() + 60
         while (running.server.peakActiveSessions < 1 || running.server.activeSessions > 0) && Date() < windDown {
             Thread.sleep(forTimeInterval: 0.05)

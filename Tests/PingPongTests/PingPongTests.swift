@@ -291,6 +291,26 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertEqual(r.status, 0); XCTAssertTrue(r.output.contains(env.context.name), r.output)
     }
 
+    /// `--max-memory`: a bad size is one clear message; a client asking for more than the budget is
+    /// refused with the reason, and one within it is served.
+    func testServerMemoryBudgetOnTheCommandLine() throws {
+        try requireCLI()
+        var r = try run(["pingpong", "--server", "--max-memory", "12Q"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("--max-memory 12Q"), r.output)
+        r = try run(["pingpong", "--server", "--max-memory", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("--max-memory 0"), r.output)
+
+        let server = try startServer(["--bind", env.address, "--port", "18601", "--max-memory", "1M"])
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        r = try run(["pingpong", "--client", env.address, "--port", "18601", "--size", "1048576", "-i", "5", "--warmup", "1", "--timeout", "10"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("over memory budget"), r.output)
+        r = try run(["pingpong", "--client", env.address, "--port", "18601", "--size", "262144", "-i", "5", "--warmup", "1", "--timeout", "10"])
+        XCTAssertEqual(r.status, 0, r.output)
+    }
+
     func testPortInUseAndServerDyingMidRun() throws {
         try requireCLI()
         let server = try startServer(["--bind", env.address, "--port", "18600"])
