@@ -1,7 +1,8 @@
-# mk/fuzz.mk: the ping-pong handshake decoders under libFuzzer (issue 9).
+# mk/fuzz.mk: the ping-pong wire decoders (handshake and control messages) under libFuzzer.
 #
 #   make fuzz          build Fuzz/HandshakeFuzzer with -sanitize=fuzzer,address into .build-fuzz and
-#                      fuzz HandshakeWire.checkRequest/checkAnswer for FUZZ_TIME seconds (default 60);
+#                      fuzz HandshakeWire.checkRequest/checkAnswer and ControlWire.checkStep for FUZZ_TIME
+#                      seconds (default 60);
 #                      fails on any crash, sanitizer report, timeout or out-of-memory, leaving the
 #                      input in .build-fuzz/artifacts/ (replay: .build-fuzz/debug/HandshakeFuzzer FILE)
 #   make fuzz-seeds    rewrite Fuzz/corpus/ from PingPong's own encoders (after a wire-format change)

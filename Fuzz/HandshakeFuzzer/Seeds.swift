@@ -1,6 +1,7 @@
-// Seed inputs for the fuzzer, made by PingPong's own encoders (Handshake.request / .answer), so the
-// seeds follow the wire format when it changes: `make fuzz-seeds` rebuilds with
-// -DVKVERBS_FUZZ_SEEDS and runs `HandshakeFuzzer --write-seeds Fuzz/corpus`.
+// Seed inputs for the fuzzer, made by PingPong's own encoders (Handshake.request / .answer,
+// ControlMessage, StepRequest.words), so the seeds follow the wire format when it changes:
+// `make fuzz-seeds` rebuilds with -DVKVERBS_FUZZ_SEEDS and runs
+// `HandshakeFuzzer --write-seeds Fuzz/corpus`.
 // Those encoders are internal, hence @testable import (allowed because SwiftPM's debug builds use
 // -enable-testing). The file only compiles under VKVERBS_FUZZ_SEEDS, so a change of the encoders'
 // signatures breaks `make fuzz-seeds` (update the calls below), never the normal build.
@@ -49,6 +50,20 @@ func seedInputs() -> [(name: String, bytes: [UInt8])]? {
     seeds.append(("answer-signed-cm-padded", signedAnswer + [UInt8](repeating: 0, count: max(0, 196 - signedAnswer.count))))
     let empty = RemoteBuffer(address: 0, length: 0, rkey: 0)
     seeds.append(("answer-empty-buffers", Handshake.answer(buffer: empty, mailbox: empty, request: signedRequest, secret: nil)))
+
+    // Control messages as a client writes them into the server's mailbox (ControlWire.checkStep).
+    func control(_ name: String, _ kind: ControlKind, size: Int = 0, total: Int = 0, inline: Int = 0) {
+        let words = StepRequest.words(size: size, total: total, inline: inline)
+        seeds.append(("control-" + name, ControlMessage(sequence: 1, kind: kind, a: words.a, b: words.b).bytes))
+    }
+    control("start-latency", .start, size: 64, total: 1100, inline: PingPongConfiguration.defaultLatencyInline)
+    control("start-bandwidth", .start, size: 1 << 20, total: 1100)
+    control("start-one-byte", .start, size: 1, total: 1)
+    control("bye", .bye)
+    // Hostile ones the decoder must refuse without trapping.
+    seeds.append(("control-start-total-max", ControlMessage(sequence: 1, kind: .start, a: 64, b: .max).bytes))
+    control("start-size-zero", .start, size: 0, total: 10)
+    control("done-out-of-turn", .done, size: 64, total: 10)
     return seeds
 }
 #else

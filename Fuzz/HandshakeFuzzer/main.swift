@@ -1,12 +1,15 @@
-// HandshakeFuzzer (issue 9): the ping-pong handshake decoders, `HandshakeWire.checkRequest` and
-// `HandshakeWire.checkAnswer`, fed hostile bytes. Each must decode or throw a typed `VerbsError`;
-// a trap (or a sanitizer report) is the bug.
+// HandshakeFuzzer: the ping-pong wire decoders fed hostile bytes: the handshake's
+// `HandshakeWire.checkRequest` and `HandshakeWire.checkAnswer`, and the server's control-message
+// decoder `ControlWire.checkStep` (a mailbox's 32 bytes, then the step request's range checks).
+// Every input goes through all three (no dispatch byte, so the committed handshake seeds keep their
+// meaning); each must decode or throw a typed error (`VerbsError`, `PingPongError`); a trap (or a
+// sanitizer report) is the bug.
 //
 // Built plainly (`swift build`), it is a regression runner:
 //   HandshakeFuzzer [FILE | DIR]...       every file (directories: every file in them, not recursive)
-//                                         through both decoders, plus each file's prefixes and
+//                                         through the three decoders, plus each file's prefixes and
 //                                         one-byte mutations; exits 0 unless something traps
-//   HandshakeFuzzer --write-seeds DIR     writes valid handshakes made by PingPong's own encoder
+//   HandshakeFuzzer --write-seeds DIR     writes valid handshakes and control messages made by PingPong's own encoders
 //                                         (only when built with -DVKVERBS_FUZZ_SEEDS: Seeds.swift)
 // Built with `-Xswiftc -DVKVERBS_FUZZING -Xswiftc -sanitize=fuzzer,address` (`make fuzz`), the
 // command line goes to libFuzzer's driver instead (corpus directories, -max_total_time=..., ...).
@@ -23,9 +26,9 @@ import CLibFuzzer
 /// not optimised away. Only the single fuzzing thread touches it.
 nonisolated(unsafe) var messageBytes = 0
 
-/// One input through both decoders; says which accepted it.
-func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool) {
-    var accepted = (request: false, answer: false)
+/// One input through the three decoders; says which accepted it.
+func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool, step: Bool) {
+    var accepted = (request: false, answer: false, step: false)
     do throws(VerbsError) {
         try HandshakeWire.checkRequest(bytes)
         accepted.request = true
@@ -35,6 +38,12 @@ func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool) {
     do throws(VerbsError) {
         try HandshakeWire.checkAnswer(bytes)
         accepted.answer = true
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    do throws(PingPongError) {
+        try ControlWire.checkStep(bytes)
+        accepted.step = true
     } catch {
         messageBytes &+= error.description.utf8.count
     }
@@ -94,13 +103,14 @@ func filesIn(_ path: String) -> [String] {
 func replay(_ paths: [String]) {
     let files = paths.flatMap { isDirectory($0) ? filesIn($0) : [$0] }
     if files.isEmpty { fail("nothing to replay (give files or directories, e.g. Fuzz/corpus)") }
-    var runs = 0, requests = 0, answers = 0
+    var runs = 0, requests = 0, answers = 0, steps = 0
     for file in files {
         let bytes = readFile(file)
         let verdict = exercise(bytes)
         runs += 1
         if verdict.request { requests += 1 }
         if verdict.answer { answers += 1 }
+        if verdict.step { steps += 1 }
         for length in 0..<bytes.count {
             _ = exercise(Array(bytes.prefix(length)))
             runs += 1
@@ -115,7 +125,7 @@ func replay(_ paths: [String]) {
         }
     }
     print("HandshakeFuzzer: \(files.count) files, \(runs) inputs, none trapped; "
-          + "as given, \(requests) decode as requests and \(answers) as answers")
+          + "as given, \(requests) decode as requests, \(answers) as answers and \(steps) as control messages")
 }
 
 func writeSeeds(to directory: String) {

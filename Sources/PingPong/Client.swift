@@ -107,13 +107,14 @@ public enum PingPongClient {
         guard let duration = config.duration else { return config.iterations }
         let perIteration = max(1, warmupNanoseconds / UInt64(max(1, config.warmup)))
         let wanted = UInt64(duration.components.seconds) * 1_000_000_000 / perIteration
-        return max(1, min(config.iterations, Int(wanted)))
+        return max(1, min(config.iterations, Int(clamping: wanted)))
     }
 
     private static func startStep(_ peer: Peer, size: Int, total: Int) throws(PingPongError) {
         if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
         // The high half tells the server how much it may inline in its answers.
-        try peer.sendControl(.start, UInt64(size) | UInt64(peer.inlineLimit) << 32, UInt64(total))
+        let words = StepRequest.words(size: size, total: total, inline: peer.inlineLimit)
+        try peer.sendControl(.start, words.a, words.b)
         _ = try peer.receiveControl(.ready, what: "waiting for the server to get ready")
     }
 
@@ -227,7 +228,7 @@ public enum PingPongClient {
             var failure: WorkCompletion?
             let n = (try? qp.sendCQ.poll(max: 16) { wc in
                 if !wc.isSuccess { failure = wc; return }
-                completed = Int(wc.workRequestID)
+                completed = Int(clamping: wc.workRequestID)
                 checkpoints.append((completed, vkv_monotonic_ns() - start))
             }) ?? 0
             if let failure { do { try failure.check() } catch { throw .verbs(error) } }

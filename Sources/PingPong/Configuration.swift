@@ -6,10 +6,27 @@ public enum RDMAOperation: String, CaseIterable, Codable, Sendable {
 
     /// perftest's write and send latency is half the round trip; read's is the whole read.
     public var halvesRoundTrip: Bool { self != .read }
-    var code: UInt8 { UInt8(RDMAOperation.allCases.firstIndex(of: self)!) }
+
+    /// The handshake's code for the operation: fixed per case, so adding or reordering cases
+    /// never changes the protocol. A new case takes a new code.
+    var code: UInt8 {
+        switch self {
+        case .write: return 0
+        case .writeImm: return 1
+        case .send: return 2
+        case .read: return 3
+        }
+    }
+
+    /// The operation with handshake code `code`; nil for a code no operation has.
     init?(code: UInt8) {
-        guard Int(code) < RDMAOperation.allCases.count else { return nil }
-        self = RDMAOperation.allCases[Int(code)]
+        switch code {
+        case 0: self = .write
+        case 1: self = .writeImm
+        case 2: self = .send
+        case 3: self = .read
+        default: return nil
+        }
     }
 }
 
@@ -21,7 +38,33 @@ public enum MeasurementKind: String, CaseIterable, Codable, Sendable {
 public enum MemoryKind: String, CaseIterable, Codable, Sendable {
     case host, auto, rdmaAddress = "rdma-address", dmaBuf = "dma-buf", hostPointerImport = "host-import",
          hostVisible = "host-visible", staged
-    var code: UInt8 { UInt8(MemoryKind.allCases.firstIndex(of: self)!) }
+
+    /// The handshake's code for the memory kind: fixed per case, as `RDMAOperation.code`.
+    var code: UInt8 {
+        switch self {
+        case .host: return 0
+        case .auto: return 1
+        case .rdmaAddress: return 2
+        case .dmaBuf: return 3
+        case .hostPointerImport: return 4
+        case .hostVisible: return 5
+        case .staged: return 6
+        }
+    }
+
+    /// The memory kind with handshake code `code`; nil for a code no kind has.
+    init?(code: UInt8) {
+        switch code {
+        case 0: self = .host
+        case 1: self = .auto
+        case 2: self = .rdmaAddress
+        case 3: self = .dmaBuf
+        case 4: self = .hostPointerImport
+        case 5: self = .hostVisible
+        case 6: self = .staged
+        default: return nil
+        }
+    }
 }
 
 /// One run's settings, as the client asks and the server agrees.
@@ -66,6 +109,10 @@ public struct PingPongConfiguration: Sendable, Codable {
         }
         guard iterations > 0 else { throw .invalidArgument("iterations must be at least 1") }
         guard warmup >= 0 else { throw .invalidArgument("warm-up must not be negative") }
+        // A server refuses a step of more (StepRequest); checked apart so the sum cannot overflow.
+        guard iterations <= StepRequest.maxTotal, warmup <= StepRequest.maxTotal - iterations else {
+            throw .invalidArgument("iterations plus warm-up must be at most \(StepRequest.maxTotal)")
+        }
         guard window > 0 else { throw .invalidArgument("window must be at least 1") }
         if let inline, inline < 0 || inline > 1 << 16 {
             throw .invalidArgument("inline size must be in 0...65536 bytes, got \(inline)")

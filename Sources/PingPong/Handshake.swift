@@ -54,9 +54,11 @@ enum Handshake {
     /// How far a request's clock may be from ours: the window in which the server remembers nonces.
     static let freshnessSeconds: Int64 = 120
 
-    struct Request {
+    struct Request: Sendable {
         var operation: RDMAOperation
         var measurement: MeasurementKind
+        /// Where the client's buffer lives (its `--memory`): the server logs it with the session.
+        var memory: MemoryKind
         var bufferSize: Int
         var buffer: RemoteBuffer
         var mailbox: RemoteBuffer
@@ -73,7 +75,7 @@ enum Handshake {
     static func request(_ c: PingPongConfiguration, buffer: RemoteBuffer, mailbox: RemoteBuffer,
                         secret: SharedSecret? = nil, time: UInt32 = now()) -> [UInt8] {
         var out = magic + [version, c.operation.code, c.measurement == .latency ? 0 : 1, c.memory.code]
-        append(&out, UInt32(c.bufferSize))
+        append(&out, UInt32(clamping: c.bufferSize))  // validate() keeps it within 1 GiB
         append(&out, buffer.address)
         append(&out, buffer.rkey)
         append(&out, mailbox.address)
@@ -92,13 +94,15 @@ enum Handshake {
             throw .invalidArgument("not a vkverbs ping-pong client (bad magic or \(data.count) bytes)")
         }
         guard data[4] == version else { throw .invalidArgument("ping-pong protocol version \(data[4]), expected \(version)") }
-        guard let op = RDMAOperation(code: data[5]), data[6] <= 1, Int(data[7]) < MemoryKind.allCases.count else {
+        guard let op = RDMAOperation(code: data[5]), data[6] <= 1, let memory = MemoryKind(code: data[7]) else {
             throw .invalidArgument("unknown operation, measurement or memory kind")
         }
-        let size = Int(read(data, 8, UInt32.self))
-        guard size > 0, size <= 1 << 30 else { throw .invalidArgument("requested buffer of \(size) bytes is out of range") }
+        let sizeWord = read(data, 8, UInt32.self)
+        guard let size = Int(exactly: sizeWord), size > 0, size <= 1 << 30 else {
+            throw .invalidArgument("requested buffer of \(sizeWord) bytes is out of range")
+        }
         return Request(
-            operation: op, measurement: data[6] == 0 ? .latency : .bandwidth, bufferSize: size,
+            operation: op, measurement: data[6] == 0 ? .latency : .bandwidth, memory: memory, bufferSize: size,
             buffer: RemoteBuffer(address: read(data, 12, UInt64.self), length: UInt64(2 * size), rkey: read(data, 20, UInt32.self)),
             mailbox: RemoteBuffer(address: read(data, 24, UInt64.self), length: UInt64(Peer.mailboxSize), rkey: read(data, 32, UInt32.self)),
             time: read(data, 36, UInt32.self), nonce: Array(data[36..<44]),

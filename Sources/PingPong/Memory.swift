@@ -60,6 +60,9 @@ public enum PingPongError: Error, CustomStringConvertible, Sendable {
     case authenticationFailed(String)
     /// The server refused the connection and said why (busy, bad request, authentication).
     case rejected(String)
+    /// A value from the peer (a handshake or control message field) is outside what this side
+    /// accepts; the session ends, the server goes on.
+    case badRequest(String)
 
     public var description: String {
         switch self {
@@ -71,6 +74,7 @@ public enum PingPongError: Error, CustomStringConvertible, Sendable {
         case .interrupted: return "interrupted"
         case let .authenticationFailed(text): return "authentication failed: \(text)"
         case let .rejected(text): return "the server refused the connection: \(text)"
+        case let .badRequest(text): return "bad request: \(text)"
         }
     }
 }

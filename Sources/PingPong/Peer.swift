@@ -5,8 +5,6 @@ import Verbs
 /// Set from a signal handler (Ctrl-C): loops stop and report what they measured.
 public let stopRequested = Atomic<Bool>(false)
 
-enum ControlKind: UInt64 { case start = 1, ready, done, bye }
-
 /// What both sides share: the connection, the data buffer, a mailbox the peer RDMA-writes
 /// control messages into (so control never competes with data for posted receives), and
 /// the spin loops with their timeouts.
@@ -59,7 +57,7 @@ final class Peer {
     /// Whether the next control message is there (without consuming it).
     var controlArrived: Bool {
         let box = mailbox.bytes!.baseAddress!
-        return vkv_load_acquire_u64(box) == receiveSeq + 1 && vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq + 1
+        return ControlMessage.isComplete(first: vkv_load_acquire_u64(box), last: vkv_load_acquire_u64(box + 24), sequence: receiveSeq + 1)
     }
 
     // MARK: Control messages through the mailbox
@@ -67,12 +65,9 @@ final class Peer {
     func sendControl(_ kind: ControlKind, _ a: UInt64 = 0, _ b: UInt64 = 0) throws(PingPongError) {
         sendSeq += 1
         let out = outbox.bytes!
-        // The sequence number opens and (in the kind word's high bits) closes the message, so
-        // a message still being placed by the NIC never passes for a whole one.
-        out.storeBytes(of: sendSeq, toByteOffset: 0, as: UInt64.self)
-        out.storeBytes(of: a, toByteOffset: 8, as: UInt64.self)
-        out.storeBytes(of: b, toByteOffset: 16, as: UInt64.self)
-        out.storeBytes(of: kind.rawValue | sendSeq << 8, toByteOffset: 24, as: UInt64.self)
+        for (index, word) in ControlMessage(sequence: sendSeq, kind: kind, a: a, b: b).words.enumerated() {
+            out.storeBytes(of: word, toByteOffset: index * 8, as: UInt64.self)
+        }
         let message: PreparedSend
         do {
             message = try PreparedSend(queuePair: qp, request: SendRequest(id: 0, operation: .write(peerMailbox, offset: 0), segment: try outbox.segment()))
@@ -90,7 +85,7 @@ final class Peer {
         var beat = vkv_load_acquire_u64(box + Int(Self.heartbeatOffset))
         var spins = 0
         while true {
-            if vkv_load_acquire_u64(box) == receiveSeq, vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq {
+            if ControlMessage.isComplete(first: vkv_load_acquire_u64(box), last: vkv_load_acquire_u64(box + 24), sequence: receiveSeq) {
                 break
             }
             spins += 1
@@ -100,7 +95,8 @@ final class Peer {
                 } catch .peerGone(let text) {
                     // A peer that says bye and hangs up: its last message may have landed just
                     // after our look at the mailbox and before its disconnect reached us.
-                    if vkv_load_acquire_u64(box) == receiveSeq, vkv_load_acquire_u64(box + 24) >> 8 == receiveSeq { break }
+                    if ControlMessage.isComplete(first: vkv_load_acquire_u64(box), last: vkv_load_acquire_u64(box + 24),
+                                                 sequence: receiveSeq) { break }
                     throw .peerGone(text)
                 }
                 // A peer busy with a long one-sided step says it is alive; that restarts the clock.
@@ -110,10 +106,10 @@ final class Peer {
                 if now - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout) without word from the peer)") }
             }
         }
-        let kindWord = vkv_load_acquire_u64(box + 24) & 0xFF
-        guard let kind = ControlKind(rawValue: kindWord) else { throw .protocolError("unknown control message \(kindWord)") }
-        if let expected, kind != expected { throw .protocolError("expected \(expected), got \(kind) \(what)") }
-        return (kind, vkv_load_acquire_u64(box + 8), vkv_load_acquire_u64(box + 16))
+        let message = try ControlMessage(sequence: receiveSeq, a: vkv_load_acquire_u64(box + 8), b: vkv_load_acquire_u64(box + 16),
+                                         kindWord: vkv_load_acquire_u64(box + 24))
+        if let expected, message.kind != expected { throw .protocolError("expected \(expected), got \(message.kind) \(what)") }
+        return (message.kind, message.a, message.b)
     }
 
     /// Bumps the heartbeat counter in the peer's mailbox: an unsignaled 8-byte inline write, so it

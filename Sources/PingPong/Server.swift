@@ -8,48 +8,73 @@ import VulkanMemory
 
 /// The answering side of `vkverbs pingpong`: accepts clients until stopped and serves up to
 /// `maxSessions` of them at once, each on its own thread. A request beyond the limit, a malformed
-/// one, or one that fails the shared-secret check is rejected at once, with the reason in the
-/// reject's private data; the server goes on.
-public final class PingPongServer: @unchecked Sendable {
+/// one, one that fails the shared-secret check, or one whose buffers would exceed the memory
+/// budget is rejected at once, with the reason in the reject's private data; the server goes on.
+///
+/// The accept loop only does those cheap checks; building a session's resources, the accept and
+/// its wait for the client to complete the handshake (bounded by `handshakeTimeout`), and the
+/// session itself run on the session's thread, so a client that never completes its handshake
+/// holds up nobody. From admission until its thread ends, a session counts against
+/// `maxSessions` and holds its charge on `budget`.
+public final class PingPongServer: Sendable {
     public let listener: Listener
     public let memory: MemoryKind
     public let timeout: Duration
+    /// How long an admitted client has to complete the connection handshake: the session
+    /// timeout, at most `maxHandshakeTime`.
+    public let handshakeTimeout: Duration
     public let maxSessions: Int
+    /// What the sessions' buffers may hold: per client and all together.
+    public let budget: MemoryBudget
     let secret: SharedSecret?
-    let vulkan: () throws(VulkanError) -> VulkanDevice
+    let vulkan: @Sendable () throws(VulkanError) -> VulkanDevice
     let log: @Sendable (String) -> Void
     private let active = Atomic<Int>(0)
     private let failures = Atomic<Int>(0)
     private let busyRejections = Atomic<Int>(0)
     private let peakSessions = Atomic<Int>(0)
-    private var replays = ReplayGuard()
+    private let replays = Mutex(ReplayGuard())
     private let stopped = Atomic<Bool>(false)
+
+    /// The default memory budget (`maxMemory`): 256 MiB, for all sessions and for any one of them,
+    /// enough for messages of just under 128 MiB.
+    public static let defaultMaxMemory = 256 << 20
+    /// The longest a client may take to complete its connection handshake once admitted.
+    public static let maxHandshakeTime: Duration = .seconds(10)
 
     /// Ends `serve` within about a second (besides Ctrl-C, which stops every server).
     public func stop() { stopped.store(true, ordering: .releasing) }
 
+    /// `maxMemory` bounds the bytes of buffers (and mailboxes) the sessions hold together, and any
+    /// one session's; a request over either is refused before anything is allocated for it.
     public init(bind: String?, port: UInt16, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
-                maxSessions: Int = 1, secret: SharedSecret? = nil,
-                vulkan: @escaping () throws(VulkanError) -> VulkanDevice, log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
+                maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+                vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
+                log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
         guard maxSessions >= 1 else { throw .verbs(.invalidArgument("the session limit must be at least 1, got \(maxSessions)")) }
+        guard timeout > .zero else { throw .verbs(.invalidArgument("the timeout must be positive, got \(timeout)")) }
+        budget = try MemoryBudget(total: maxMemory)
         listener = try v { () throws(VerbsError) in try Listener(address: bind, port: port, backlog: 256) }
         self.memory = memory
         self.timeout = timeout
+        self.handshakeTimeout = min(timeout, Self.maxHandshakeTime)
         self.maxSessions = maxSessions
         self.secret = secret
         self.vulkan = vulkan
         self.log = log
     }
 
-    /// Sessions running now, the most that ever ran at once, and requests refused for the limit.
+    /// Sessions running now (half-open handshakes included), the most that ever ran at once, and
+    /// requests refused for the limit or for want of budget left.
     public var activeSessions: Int { active.load(ordering: .acquiring) }
     public var peakActiveSessions: Int { peakSessions.load(ordering: .acquiring) }
     public var refusedBusy: Int { busyRejections.load(ordering: .acquiring) }
 
     /// Serves until `maxClients` clients were taken (nil: until stopped), then waits for the
-    /// sessions still running (each is bounded by the timeout). Requests refused because the
-    /// limit was reached do not count as clients. Returns how many clients failed: a malformed
-    /// or unauthenticated request, or a session that ended with an error.
+    /// sessions still running (each is bounded by the timeouts). Requests refused because the
+    /// limit was reached or the budget is spent for now do not count as clients. Returns how many
+    /// clients failed: a malformed, unauthenticated or oversized request, a handshake not
+    /// completed in time, or a session that ended with an error.
     @discardableResult
     public func serve(maxClients: Int? = nil) -> Int {
         var taken = 0
@@ -66,33 +91,50 @@ public final class PingPongServer: @unchecked Sendable {
                 taken += 1
                 continue
             }
+            let admission: Admission
             do {
-                let session = try admit(request)
-                taken += 1
-                try start(session)
+                admission = try admit(request)
             } catch .rejected(let why) {
                 busyRejections.add(1, ordering: .relaxed)
                 log("refused a client: \(why)")
+                continue
             } catch {
                 taken += 1
                 failures.add(1, ordering: .relaxed)
                 log("client refused: \(error)")
+                continue
+            }
+            taken += 1
+            do {
+                try start(admission)
+            } catch {
+                failures.add(1, ordering: .relaxed)
+                log("session not started: \(error)")
             }
         }
         while active.load(ordering: .acquiring) > 0 { usleep(10_000) }
         return failures.load(ordering: .acquiring)
     }
 
-    /// One accepted client: what its session thread needs.
-    private final class Session: @unchecked Sendable {
-        let peer: Peer
+    /// An admitted request on its way to its session thread: the request itself (which that
+    /// thread answers), what it asked, and its charge on the budget.
+    private struct Admission: Sendable {
+        let request: Handoff
         let asked: Handshake.Request
-        init(peer: Peer, asked: Handshake.Request) { self.peer = peer; self.asked = asked }
+        let reservation: MemoryBudget.Reservation
     }
 
-    /// Checks the request in the order of cost (limit, format, secret, replay), then builds the
-    /// resources and accepts. Every refusal rejects the request, so the client learns why at once.
-    private func admit(_ request: consuming ConnectionRequest) throws(PingPongError) -> Session {
+    /// A connection request handed from the accept loop to the session thread, taken once.
+    private final class Handoff: Sendable {
+        private let request: Mutex<ConnectionRequest?>
+        init(_ request: consuming sending ConnectionRequest) { self.request = Mutex(Optional(request)) }
+        func take() -> ConnectionRequest? { request.withLock { $0.take() } }
+    }
+
+    /// The accept loop's checks, in the order of cost: limit, format, secret, replay, budget.
+    /// Nothing is allocated or registered here. Every refusal rejects the request, so the client
+    /// learns why at once. Throws `.rejected` for what may pass later (busy, budget spent for now).
+    private func admit(_ request: consuming sending ConnectionRequest) throws(PingPongError) -> Admission {
         let running = active.load(ordering: .acquiring)
         if running >= maxSessions {
             try? request.reject(privateData: Array("busy: \(running) of \(maxSessions) sessions running".utf8))
@@ -108,12 +150,64 @@ public final class PingPongServer: @unchecked Sendable {
         if let secret {
             do {
                 try Handshake.authenticate(asked, secret: secret)
-                try replays.admit(asked)
+                try replays.withLock { (guard_: inout ReplayGuard) throws(PingPongError) in try guard_.admit(asked) }
             } catch {
                 try? request.reject(privateData: Array("authentication failed".utf8))
                 throw error
             }
         }
+        let reservation: MemoryBudget.Reservation
+        do {
+            reservation = try budget.charge(MemoryBudget.cost(bufferSize: asked.bufferSize))
+        } catch {
+            try? request.reject(privateData: Array(error.description.utf8))
+            switch error {
+            case .overPerRequest: throw .badRequest(error.description)
+            case .exhausted: throw .rejected(error.description)
+            }
+        }
+        return Admission(request: Handoff(request), asked: asked, reservation: reservation)
+    }
+
+    /// Counts the session and starts its thread; the budget and the count are returned when the
+    /// thread ends, whatever way it ends.
+    private func start(_ admission: Admission) throws(PingPongError) {
+        let running = active.add(1, ordering: .acquiringAndReleasing).newValue
+        _ = peakSessions.max(running, ordering: .relaxed)
+        do {
+            try spawnThread { [self] in
+                defer { active.subtract(1, ordering: .acquiringAndReleasing) }
+                // After `session` returned, so everything it allocated is gone first.
+                defer { admission.reservation.release() }
+                do {
+                    try session(admission)
+                } catch {
+                    failures.add(1, ordering: .relaxed)
+                    log("session failed: \(error)")
+                }
+            }
+        } catch {
+            _ = admission.request.take()  // Dropped unanswered: destroyed, which the client sees as a reject.
+            admission.reservation.release()
+            active.subtract(1, ordering: .acquiringAndReleasing)
+            throw error
+        }
+    }
+
+    /// The session thread's work: resources, accept, then the client's steps until it says bye.
+    private func session(_ admission: Admission) throws(PingPongError) {
+        guard let request = admission.request.take() else { return }
+        let asked = admission.asked
+        let peer = try establish(request, asked)
+        defer { try? peer.connection.disconnect(timeout: .seconds(2)) }
+        log("client connected: \(asked.operation.rawValue) \(asked.measurement.rawValue), \(peer.memory.description) here, "
+            + "\(asked.memory.rawValue) memory on the client")
+        try run(peer, asked)
+    }
+
+    /// Builds the session's resources (within the budget charged on admission) and accepts; the
+    /// client must complete the handshake within `handshakeTimeout`.
+    private func establish(_ request: consuming ConnectionRequest, _ asked: Handshake.Request) throws(PingPongError) -> Peer {
         let r: (pd: ProtectionDomain, send: CompletionQueue, receive: CompletionQueue, memory: PingPongMemory,
                 mailbox: MemoryRegion, outbox: MemoryRegion)
         do {
@@ -135,7 +229,7 @@ public final class PingPongServer: @unchecked Sendable {
             connection = try prepared.accept(
                 privateData: Handshake.answer(buffer: r.memory.region.remoteBuffer, mailbox: r.mailbox.remoteBuffer,
                                               request: asked.raw, secret: secret),
-                timeout: timeout)
+                timeout: handshakeTimeout)
         } catch {
             throw .verbs(error)
         }
@@ -143,45 +237,25 @@ public final class PingPongServer: @unchecked Sendable {
         peer.postedReceives = Peer.receiveDepth
         peer.peerBuffer = asked.buffer
         peer.peerMailbox = asked.mailbox
-        return Session(peer: peer, asked: asked)
+        return peer
     }
 
-    private func start(_ session: Session) throws(PingPongError) {
-        let running = active.add(1, ordering: .acquiringAndReleasing).newValue
-        _ = peakSessions.max(running, ordering: .relaxed)
-        do {
-            try spawnThread { [self] in
-                defer { active.subtract(1, ordering: .acquiringAndReleasing) }
-                defer { try? session.peer.connection.disconnect(timeout: .seconds(2)) }
-                do {
-                    try run(session)
-                } catch {
-                    failures.add(1, ordering: .relaxed)
-                    log("session failed: \(error)")
-                }
-            }
-        } catch {
-            active.subtract(1, ordering: .acquiringAndReleasing)
-            try? session.peer.connection.disconnect(timeout: .seconds(2))
-            throw error
-        }
-    }
-
-    private func run(_ session: Session) throws(PingPongError) {
-        let peer = session.peer, asked = session.asked
-        log("client connected: \(asked.operation.rawValue) \(asked.measurement.rawValue), \(peer.memory.description)")
+    /// Serves the client's steps until it says bye. Each `start` is decoded by `StepRequest`
+    /// before any of its values is used; a hostile one ends the session with `.badRequest`.
+    private func run(_ peer: Peer, _ asked: Handshake.Request) throws(PingPongError) {
         while true {
             let (kind, a, b) = try peer.receiveControl(nil, what: "waiting for the client's next step")
             if kind == .bye { log("client done"); return }
-            guard kind == .start else { throw .protocolError("expected start or bye, got \(kind)") }
-            // The client says in the high half how much it inlines; we answer likewise, within our cap.
-            peer.inlineLimit = peer.memory.canInline ? min(Int(a >> 32), Int(peer.qp.capabilities.maxInlineData)) : 0
-            try step(peer, operation: asked.operation, measurement: asked.measurement, size: Int(a & 0xFFFF_FFFF), total: Int(b))
+            // The client says how much it inlines; we answer likewise, within our cap.
+            let request = try StepRequest(kind: kind, a: a, b: b, bufferHalf: peer.half,
+                                          inlineCap: peer.memory.canInline ? Int(clamping: peer.qp.capabilities.maxInlineData) : 0)
+            peer.inlineLimit = request.inline
+            try step(peer, operation: asked.operation, measurement: asked.measurement, size: request.size, total: request.total)
         }
     }
 
+    /// One step of `size` bytes (1...peer.half) and at most `total` iterations, both checked by `StepRequest`.
     private func step(_ peer: Peer, operation: RDMAOperation, measurement: MeasurementKind, size: Int, total: Int) throws(PingPongError) {
-        guard size > 0, size <= peer.half else { throw .protocolError("step size \(size) outside the \(peer.half)-byte buffer") }
         if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
         peer.watchMailbox = true
         peer.peerFinishedEarly = false

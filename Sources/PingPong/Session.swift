@@ -51,8 +51,8 @@ enum Resources {
     /// Inline room for the 8-byte heartbeat at least; a device that refuses `inline` gets that.
     static func capabilities(window: Int, inline: Int) -> QueuePairCapabilities {
         let asked = UInt32(clamping: max(inline, heartbeatInline))
-        return QueuePairCapabilities(maxSendRequests: UInt32(window + 32), maxReceiveRequests: UInt32(Peer.receiveDepth + 8),
-                                     maxInlineData: asked, fallbackInlineData: asked > heartbeatInline ? UInt32(heartbeatInline) : nil)
+        return QueuePairCapabilities(maxSendRequests: UInt32(clamping: window + 32), maxReceiveRequests: UInt32(clamping: Peer.receiveDepth + 8),
+                                     maxInlineData: asked, fallbackInlineData: asked > heartbeatInline ? UInt32(clamping: heartbeatInline) : nil)
     }
     static let heartbeatInline = 16
     /// What a server's latency QP offers, so a client's default inline size (220) finds room.

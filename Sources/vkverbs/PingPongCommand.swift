@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Foundation
 import PingPong
+import Synchronization
 import Verbs
 import VulkanMemory
 
@@ -12,15 +13,18 @@ extension MeasurementKind: ExpressibleByArgument {}
 extension MemoryKind: ExpressibleByArgument {}
 
 /// The Vulkan device pingpong allocates GPU memory on: made on first use, kept for the run.
-final class LazyVulkan: @unchecked Sendable {
-    private var device: VulkanDevice?
+/// The server's session threads may ask at once: the first makes it, the others wait for it.
+final class LazyVulkan: Sendable {
+    private let device = Mutex<VulkanDevice?>(nil)
     let index: Int
     init(index: Int) { self.index = index }
     func get() throws(VulkanError) -> VulkanDevice {
-        if let device { return device }
-        let made = try VulkanDevice(instance: try VulkanInstance(), deviceIndex: index)
-        device = made
-        return made
+        try device.withLock { (device: inout VulkanDevice?) throws(VulkanError) -> VulkanDevice in
+            if let device { return device }
+            let made = try VulkanDevice(instance: try VulkanInstance(), deviceIndex: index)
+            device = made
+            return made
+        }
     }
 }
 
@@ -32,7 +36,10 @@ struct PingPongCommand: ParsableCommand {
         Start `vkverbs pingpong --server` on one host, then `vkverbs pingpong --client HOST` on the other. \
         The server serves clients until stopped (Ctrl-C) or --max-clients is reached, at most \
         --max-sessions at once (default 1: one after another); a client beyond the limit is refused at \
-        once with "busy". With --secret-file on both sides, each side proves it knows the key (an \
+        once with "busy". A client whose buffers would exceed --max-memory (what is left of it, \
+        default 256M) is refused at once with "over memory budget", before anything is allocated; \
+        a client has min(--timeout, 10) seconds to complete its connection handshake, and a \
+        half-open one holds up no other client. With --secret-file on both sides, each side proves it knows the key (an \
         HMAC-SHA256 in the connection's private data) before any buffer is used. \
         Latency is half the round trip for write, write-imm and send (perftest's definition) and the whole \
         read for read; t_typical is the median. Ctrl-C on the client stops and prints what was measured.
@@ -58,6 +65,12 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
     @Option(help: "Server: stop after this many clients.") var maxClients: Int?
     @Option(help: "Server: sessions served at once; more clients are refused as busy.") var maxSessions: Int = 1
+    @Option(help: ArgumentHelp(
+        "Server: memory the sessions' buffers may hold, all together and any one of them, e.g. 256M, 1G (K, M, G: powers of 1024).",
+        discussion: "A client needs twice its largest message size plus 128 bytes; one asking for more than is left is refused "
+            + "with \"over memory budget\" before anything is allocated. The default serves messages up to just under 128 MiB.",
+        valueName: "size"))
+    var maxMemory: String = "256M"
     @Option(help: "A file holding a shared key (at least 16 bytes) both sides must know.") var secretFile: String?
     @Option(help: "Client: keep retrying this many seconds while no server listens yet.") var retry: Int = 0
     @Flag(help: "Print JSON instead of the table.") var json = false
@@ -72,8 +85,14 @@ struct PingPongCommand: ParsableCommand {
         if iterations <= 0 { throw ValidationError("--iterations must be at least 1") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if maxSessions < 1 { throw ValidationError("--max-sessions must be at least 1") }
+        if maxMemoryBytes == nil {
+            throw ValidationError("--max-memory \(maxMemory): expected a positive number of bytes with an optional K, M or G, e.g. 256M")
+        }
         if let inline, inline < 0 || inline > 1 << 16 { throw ValidationError("--inline must be in 0...65536 bytes, got \(inline)") }
     }
+
+    /// `--max-memory` in bytes; nil when it does not parse or does not fit an Int.
+    var maxMemoryBytes: Int? { parseBytes(maxMemory).flatMap { Int(exactly: $0) } }
 
     func run() throws {
         installInterruptHandler()
@@ -89,7 +108,8 @@ struct PingPongCommand: ParsableCommand {
             let srv: PingPongServer
             do {
                 srv = try PingPongServer(bind: bind, port: port, memory: memory, timeout: .seconds(timeout),
-                                         maxSessions: maxSessions, secret: secret, vulkan: { () throws(VulkanError) in try vulkan.get() },
+                                         maxSessions: maxSessions, maxMemory: maxMemoryBytes!, secret: secret,
+                                         vulkan: { () throws(VulkanError) in try vulkan.get() },
                                          log: { line in FileHandle.standardError.write(Data("pingpong server: \(line)\n".utf8)) })
             } catch {
                 fail(error)
@@ -98,7 +118,8 @@ struct PingPongCommand: ParsableCommand {
                 fail("\(bind ?? "*") belongs to \(bound), not --device \(device)")
             }
             // Unbuffered: scripts wait for this line, and a pipe would otherwise hold it back.
-            let sessions = "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once"
+            let sessions = "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once, "
+                + "memory budget \(formatBytes(srv.budget.total))"
             let line = "pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue), \(sessions)"
                 + (secret == nil ? "" : ", shared secret required")
             FileHandle.standardOutput.write(Data((line + "\n").utf8))

@@ -28,10 +28,11 @@ final class HostilePeerTests: RDMATestCase {
         }
     }
 
-    private func startServer(maxSessions: Int = 1, secret: SharedSecret? = nil, log: @escaping @Sendable (String) -> Void = { _ in })
-        throws -> RunningServer {
-        RunningServer(try PingPongServer(bind: env.address, port: 0, timeout: .seconds(20), maxSessions: maxSessions, secret: secret,
-                                         vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: log))
+    private func startServer(maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+                             log: @escaping @Sendable (String) -> Void = { _ in }) throws -> RunningServer {
+        RunningServer(try PingPongServer(bind: env.address, port: 0, timeout: .seconds(20), maxSessions: maxSessions, maxMemory: maxMemory,
+                                         secret: secret, vulkan: { () throws(VulkanError) in throw .invalidArgument("no Vulkan in this test") },
+                                         log: log))
     }
 
     private func config(_ op: RDMAOperation = .send, iterations: Int = 20, timeout: Duration = .seconds(20)) -> PingPongConfiguration {
@@ -170,7 +171,7 @@ final class HostilePeerTests: RDMATestCase {
         try first.disconnect()
         // The server (one session at most) refuses anyone as busy until it has wound that session
         // down, which under ASan in the TCG guest takes long enough for the replay to hit it. The
-        // session is counted only once the server's accept returned (peak 1), then ends (active 0).
+        // session is counted from its admission (peak 1) until its thread has ended (active 0).
         let windDown = Date() + 60
         while (running.server.peakActiveSessions < 1 || running.server.activeSessions > 0) && Date() < windDown {
             Thread.sleep(forTimeInterval: 0.05)
@@ -192,6 +193,157 @@ final class HostilePeerTests: RDMATestCase {
             guard case PingPongError.authenticationFailed = error else { return XCTFail("got \(error)") }
         }
         _ = open.stop()
+    }
+
+    /// What the server logged, for the tests that look at why a session ended.
+    private final class LogLines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    /// A client that completed a normal handshake, then RDMA-writes hostile step requests into the
+    /// server's mailbox (a `start` message with a peer-chosen size, inline size and iteration
+    /// total). Each must end that session with a "bad request" error, never trap the server (a
+    /// trapping conversion of the 64-bit total kills the whole process), and the server goes on.
+    func testHostileStepRequestsEndOnlyTheirSession() throws {
+        let baseline = try baselineCounts()
+        let hostile: [(what: String, a: UInt64, b: UInt64)] = [
+            ("an iteration total of UInt64.max", 64, .max),
+            ("an iteration total above Int.max", 64, UInt64(Int.max) + 1),
+            ("an iteration total of 0", 64, 0),
+            ("a size of 0", 0, 10),
+            ("a size beyond the buffer", 65, 10),
+            ("a size of UInt32.max", 0xFFFF_FFFF, 10),
+            ("an inline size of UInt32.max", 64 | 0xFFFF_FFFF << 32, 10),
+        ]
+        do {
+            let lines = LogLines()
+            let running = try startServer(log: { lines.append($0) })
+            let port = running.server.listener.port
+            var c = config(.write)
+            c.sizes = [64]
+            for (index, step) in hostile.enumerated() {
+                let request = Handshake.request(c, buffer: RemoteBuffer(address: 0x1000, length: 128, rkey: 1),
+                                                mailbox: RemoteBuffer(address: 0x2000, length: 64, rkey: 2))
+                let connection = try rawConnect(port: port, privateData: request)
+                let answer = try Handshake.decodeAnswer(connection.peerPrivateData)
+                let message = try connection.pd.register(HostBuffer(count: 32), access: .local)
+                // The mailbox layout: sequence, a, b, then the kind with the sequence in its high bits.
+                for (offset, word) in [(0, UInt64(1)), (8, step.a), (16, step.b), (24, UInt64(1) | 1 << 8)] {
+                    message.bytes!.storeBytes(of: word, toByteOffset: offset, as: UInt64.self)
+                }
+                try connection.queuePair.postSend(SendRequest(id: 1, operation: .write(answer.mailbox, offset: 0),
+                                                              segment: try message.segment(), signaled: true))
+                let wc = try XCTUnwrap(try connection.queuePair.sendCQ.wait(timeout: .seconds(20)).first, step.what)
+                XCTAssertEqual(wc.status, .success, step.what)
+                XCTAssertTrue(try connection.waitForPeerDisconnect(timeout: .seconds(30)), "\(step.what): the server ends the session")
+                let ended = Date() + 30
+                while lines.all.filter({ $0.hasPrefix("session failed") }).count <= index && Date() < ended {
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                let failed = lines.all.filter { $0.hasPrefix("session failed") }
+                XCTAssertEqual(failed.count, index + 1, step.what)
+                XCTAssertTrue(failed.last?.contains("bad request") ?? false, "\(step.what): \(failed.last ?? "nothing logged")")
+                try? connection.disconnect()
+            }
+            let ok = try PingPongClient.run(host: env.address, port: port, config: config(.write),
+                                            vulkan: { () throws(VulkanError) in try self.noVulkan() })
+            XCTAssertEqual(ok.latency.first?.iterations, 20, "the server is still up")
+            XCTAssertEqual(running.stop(), hostile.count, "each hostile step failed its own session, nothing else")
+        }
+        XCTAssertEqual(try resourceCounts(), baseline)
+    }
+
+    private func pinnedKiB() throws -> Int { try XCTUnwrap(processStatusField("VmPin").flatMap { Int($0) }, "VmPin") }
+
+    /// An unauthenticated connect request that claims more buffer than the server's memory budget
+    /// is refused with the reason, before anything is allocated or pinned for it.
+    func testRequestOverTheMemoryBudgetIsRefusedBeforeAnythingIsPinned() throws {
+        let baseline = try baselineCounts()
+        do {
+            let running = try startServer()
+            let port = running.server.listener.port
+            var c = config()
+            c.sizes = [160 << 20]  // 320 MiB of buffers: over the default budget of 256 MiB.
+            let request = Handshake.request(c, buffer: RemoteBuffer(address: 0x1000, length: 128, rkey: 1),
+                                            mailbox: RemoteBuffer(address: 0x2000, length: 64, rkey: 2))
+            let pinned = try pinnedKiB()
+            var connection: Connection?
+            let failure = rejection { connection = try rawConnect(port: port, privateData: request) }
+            let grown = try pinnedKiB() - pinned
+            try? connection?.disconnect()
+            connection = nil
+            XCTAssertEqual(failure?.reason, .rejected)
+            XCTAssertTrue(failure?.peerMessage?.hasPrefix("over memory budget") ?? false, failure?.peerMessage ?? "accepted")
+            XCTAssertLessThan(grown, 1024, "the server pinned \(grown) KiB for a request it should have refused")
+
+            let ok = try PingPongClient.run(host: env.address, port: port, config: config(),
+                                            vulkan: { () throws(VulkanError) in try self.noVulkan() })
+            XCTAssertEqual(ok.latency.first?.iterations, 20, "a normal client is served after")
+            XCTAssertEqual(running.stop(), 1, "the refused request counts as one failed client")
+            XCTAssertEqual(running.server.budget.inUse, 0, "the served client's charge is returned")
+
+            // A smaller budget given to the server: one client within it, the next refused while it runs.
+            let small = try startServer(maxSessions: 2, maxMemory: 1 << 20)
+            c.sizes = [256 << 10]  // 512 KiB and the mailboxes: fits once, not twice.
+            let within = Handshake.request(c, buffer: RemoteBuffer(address: 0x1000, length: 128, rkey: 1),
+                                           mailbox: RemoteBuffer(address: 0x2000, length: 64, rkey: 2))
+            let first = try rawConnect(port: small.server.listener.port, privateData: within)
+            let second = rejection { _ = try rawConnect(port: small.server.listener.port, privateData: within) }
+            XCTAssertEqual(second?.peerMessage, "over memory budget: needs \(MemoryBudget.cost(bufferSize: 256 << 10)) bytes, "
+                           + "\(small.server.budget.total - MemoryBudget.cost(bufferSize: 256 << 10)) of \(1 << 20) free")
+            try first.disconnect()
+            XCTAssertEqual(small.stop(), 1, "the first session broke off; the refusal for want of budget left is not a failure")
+            XCTAssertEqual(small.server.refusedBusy, 1)
+            XCTAssertEqual(small.server.budget.inUse, 0)
+        }
+        XCTAssertEqual(try resourceCounts(), baseline)
+    }
+
+    /// A client that sends a connect request and never completes the handshake (see
+    /// `HalfOpenClient`) must not hold up the accept loop: the next client is connected at once
+    /// while the half-open one still waits out its handshake deadline, after which it is dropped
+    /// and everything it held is returned.
+    func testHalfOpenHandshakeDoesNotHoldUpTheNextClient() throws {
+        let baseline = try baselineCounts()
+        do {
+            let running = try startServer(maxSessions: 3)
+            let port = running.server.listener.port
+            let request = Handshake.request(config(), buffer: RemoteBuffer(address: 0x1000, length: 128, rkey: 1),
+                                            mailbox: RemoteBuffer(address: 0x2000, length: 64, rkey: 2))
+            var halfOpen: HalfOpenClient? = try HalfOpenClient(host: env.address, port: port, privateData: request)
+            // Time for the server to take the request and reach its accept.
+            Thread.sleep(forTimeInterval: 1)
+            let start = Date()
+            let connected: Connection?
+            do {
+                connected = try rawConnect(port: port, privateData: Handshake.request(
+                    config(), buffer: RemoteBuffer(address: 0x1000, length: 128, rkey: 1), mailbox: RemoteBuffer(address: 0x2000, length: 64, rkey: 2)))
+            } catch {
+                XCTFail("the next client was not connected: \(error)")
+                connected = nil
+            }
+            let seconds = Date().timeIntervalSince(start)
+            XCTAssertLessThan(seconds, 3, "the next client waited \(seconds) s behind the half-open handshake")
+            XCTAssertGreaterThanOrEqual(running.server.activeSessions, 1, "the half-open handshake is still pending")
+            XCTAssertGreaterThan(running.server.budget.inUse, 0, "and holds its charge on the budget")
+            try? connected?.disconnect()
+            let ok = try PingPongClient.run(host: env.address, port: port, config: config(),
+                                            vulkan: { () throws(VulkanError) in try self.noVulkan() })
+            XCTAssertEqual(ok.latency.first?.iterations, 20)
+            // The half-open handshake passes its deadline and is dropped.
+            let dropped = Date() + 40
+            while running.server.activeSessions > 0 && Date() < dropped { Thread.sleep(forTimeInterval: 0.1) }
+            XCTAssertEqual(running.server.activeSessions, 0, "the half-open handshake was dropped")
+            XCTAssertEqual(running.server.budget.inUse, 0, "everything it was charged is returned")
+            halfOpen = nil
+            XCTAssertNil(halfOpen)
+            // The raw session broke off, and the half-open one timed out.
+            XCTAssertEqual(running.stop(), 2)
+        }
+        XCTAssertEqual(try resourceCounts(), baseline)
     }
 
     /// Least privilege: a buffer the operation does not need remotely carries no remote rights,

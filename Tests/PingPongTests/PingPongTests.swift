@@ -171,7 +171,8 @@ final class PingPongFabricTests: RDMATestCase {
     /// A server in this process for `clients` clients: its port, a semaphore signalled when it
     /// has served them, and the count of sessions that failed.
     private func serveInProcess(clients: Int) throws -> (port: UInt16, done: DispatchSemaphore, failures: FailCount) {
-        let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in try self.noVulkan() }, log: { _ in })
+        let server = try PingPongServer(bind: env.address, port: 0, vulkan: { () throws(VulkanError) in throw .invalidArgument("no Vulkan in this test") },
+                                        log: { _ in })
         let done = DispatchSemaphore(value: 0)
         let box = FailCount()
         DispatchQueue.global().async { box.failed = server.serve(maxClients: clients); done.signal() }
@@ -288,6 +289,26 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertEqual(r.status, 1); XCTAssertTrue(r.output.contains("mlx5_99"), r.output)
         r = try run(["devices", "--json"])
         XCTAssertEqual(r.status, 0); XCTAssertTrue(r.output.contains(env.context.name), r.output)
+    }
+
+    /// `--max-memory`: a bad size is one clear message; a client asking for more than the budget is
+    /// refused with the reason, and one within it is served.
+    func testServerMemoryBudgetOnTheCommandLine() throws {
+        try requireCLI()
+        var r = try run(["pingpong", "--server", "--max-memory", "12Q"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("--max-memory 12Q"), r.output)
+        r = try run(["pingpong", "--server", "--max-memory", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("--max-memory 0"), r.output)
+
+        let server = try startServer(["--bind", env.address, "--port", "18601", "--max-memory", "1M"])
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        r = try run(["pingpong", "--client", env.address, "--port", "18601", "--size", "1048576", "-i", "5", "--warmup", "1", "--timeout", "10"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("over memory budget"), r.output)
+        r = try run(["pingpong", "--client", env.address, "--port", "18601", "--size", "262144", "-i", "5", "--warmup", "1", "--timeout", "10"])
+        XCTAssertEqual(r.status, 0, r.output)
     }
 
     func testPortInUseAndServerDyingMidRun() throws {
