@@ -9,10 +9,10 @@ let package = Package(
         .library(name: "Transfer", targets: ["Transfer"]),
         .library(name: "VerbsEmbedded", targets: ["VerbsEmbedded"]),
         .executable(name: "vkverbs", targets: ["vkverbs"]),
-        // The C API (issue 7): built as libVkVerbsC.so, installed as libvkverbs.so.0 (mk/capi.mk),
+        // The C API: built as libVkVerbsC.so, installed as libvkverbs.so.0 (mk/capi.mk),
         // with Sources/VkVerbsC/include/vkverbs.h. (A product named "vkverbs" would clash with the CLI.)
         .library(name: "VkVerbsC", type: .dynamic, targets: ["VkVerbsC"]),
-        // The Vulkan layer VK_LAYER_VKVERBS_rdma_emulation (issue 4): libVkLayerRDMA.so, docs/vulkan-layer.md.
+        // The Vulkan layer VK_LAYER_VKVERBS_rdma_emulation: libVkLayerRDMA.so, docs/vulkan-layer.md.
         .library(name: "VkLayerRDMA", type: .dynamic, targets: ["VkLayerRDMA"]),
     ],
     dependencies: [
@@ -84,9 +84,10 @@ let package = Package(
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
         ]),
-        // The handshake fuzz target (issue 9): a corpus replayer in plain builds, a libFuzzer
-        // binary under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
+        // The fuzz target for every decoder of peer bytes (ping-pong handshake and control
+        // messages, the numbered stream): a corpus replayer in plain builds, a libFuzzer binary
+        // under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
-        .executableTarget(name: "HandshakeFuzzer", dependencies: ["PingPong", "Verbs", "CLibFuzzer"], path: "Fuzz/HandshakeFuzzer"),
+        .executableTarget(name: "HandshakeFuzzer", dependencies: ["PingPong", "NumberedStream", "Verbs", "CLibFuzzer"], path: "Fuzz/HandshakeFuzzer"),
     ]
 )

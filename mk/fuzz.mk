@@ -1,10 +1,12 @@
-# mk/fuzz.mk: the ping-pong wire decoders (handshake and control messages) under libFuzzer.
+# mk/fuzz.mk: every decoder of peer bytes under libFuzzer: the ping-pong handshake and control
+# messages, and the numbered stream's hello, answer and messages into a receiver.
 #
 #   make fuzz          build Fuzz/HandshakeFuzzer with -sanitize=fuzzer,address into .build-fuzz and
-#                      fuzz HandshakeWire.checkRequest/checkAnswer and ControlWire.checkStep for FUZZ_TIME
+#                      fuzz HandshakeWire.checkRequest/checkAnswer, ControlWire.checkStep and the
+#                      StreamWire decoders (with StreamAcceptance) for FUZZ_TIME
 #                      seconds (default 60);
 #                      fails on any crash, sanitizer report, timeout or out-of-memory, leaving the
-#                      input in .build-fuzz/artifacts/ (replay: .build-fuzz/debug/HandshakeFuzzer FILE)
+#                      input in .build-fuzz/artifacts/ (replay: .build-fuzz/release/HandshakeFuzzer FILE)
 #   make fuzz-seeds    rewrite Fuzz/corpus/ from PingPong's own encoders (after a wire-format change)
 #   make fuzz-replay   the plain (uninstrumented) build replays Fuzz/corpus/ and what fuzzing found
 #
@@ -19,11 +21,14 @@
 # the C API), and C code (BoringSSL in swift-crypto) is compiled without instrumentation.
 
 FUZZ_SCRATCH := .build-fuzz
-FUZZ_BINARY := $(FUZZ_SCRATCH)/debug/HandshakeFuzzer
+FUZZ_BINARY := $(FUZZ_SCRATCH)/release/HandshakeFuzzer
 FUZZ_TIME ?= 60
 FUZZ_FLAGS ?= -max_total_time=$(FUZZ_TIME) -timeout=5 -rss_limit_mb=2048 -max_len=256 \
   -dict=Fuzz/handshake.dict -print_final_stats=1
-FUZZ_SWIFTFLAGS := -Xswiftc -sanitize=fuzzer,address -Xswiftc -DVKVERBS_FUZZING -Xswiftc -DVKVERBS_FUZZ_SEEDS
+# Optimized (-c release): the decoders run several times faster than at -Onone, so the 60 s see
+# more inputs; -enable-testing keeps Seeds.swift's @testable import of the encoders working.
+FUZZ_SWIFTFLAGS := -c release -Xswiftc -enable-testing -Xswiftc -sanitize=fuzzer,address -Xswiftc -DVKVERBS_FUZZING \
+  -Xswiftc -DVKVERBS_FUZZ_SEEDS
 
 .PHONY: fuzz fuzz-build fuzz-seeds fuzz-replay
 

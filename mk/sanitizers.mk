@@ -3,7 +3,9 @@
 #
 #   make test-asan     swift build --build-tests --sanitize=address into .build-asan, then the whole
 #                      suite in `scripts/fabric run` with VKVERBS_REQUIRE_RDMA=1
-#   make test-tsan     the same with --sanitize=thread into .build-tsan, for TSAN_TESTS (see below)
+#   make test-tsan     the same with --sanitize=thread into .build-tsan: first the whole host tier on
+#                      the host (test-tsan-host: the engine and stream logic on the in-memory twin,
+#                      calls from several threads at once among them), then TSAN_TESTS in the fabric
 #
 # Either fails when the suite fails or when any process (the bundle, or a `vkverbs` it starts)
 # wrote a sanitizer report. Reports go to files (log_path) in .build-asan/fabric-out/ resp.
@@ -42,7 +44,7 @@ san-empty :=
 san-space := $(san-empty) $(san-empty)
 TSAN_TESTS ?= $(subst $(san-space),$(san-comma),$(strip $(TSAN_SUITES)))
 
-.PHONY: test-asan test-tsan
+.PHONY: test-asan test-tsan test-tsan-host
 
 # $(call san-run,SCRATCH,OUT,ENV...,TESTS): runs the bundle in the fabric, then fails on a
 # non-zero status or on any report file.
@@ -62,6 +64,17 @@ test-asan:
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path $(ASAN_SCRATCH)
 	$(call san-run,$(ASAN_SCRATCH),$(ASAN_OUT),ASAN_OPTIONS=$(ASAN_RUN_OPTIONS) LSAN_OPTIONS=$(LSAN_RUN_OPTIONS),)
 
-test-tsan:
+# The host tier under TSan, on the host (no fabric): any report fails it.
+test-tsan-host:
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	rm -rf $(TSAN_OUT)-host && mkdir -p $(TSAN_OUT)-host
+	status=0; TSAN_OPTIONS=halt_on_error=0:exitcode=66:log_path=$(TSAN_OUT)-host/tsan \
+	  $(TSAN_SCRATCH)/debug/VkVerbsPackageTests.xctest || status=$$?; \
+	reports=$$(find $(TSAN_OUT)-host -maxdepth 1 -name 'tsan.*' -type f); \
+	for r in $$reports; do echo "=== sanitizer report $$r"; cat "$$r"; done; \
+	if [ -n "$$reports" ]; then echo "$@: FAILED: sanitizer reports above (status $$status)"; exit 1; fi; \
+	if [ $$status -ne 0 ]; then echo "$@: FAILED: the host tier exited with $$status"; exit 1; fi; \
+	echo "$@: passed, no sanitizer reports"
+
+test-tsan: test-tsan-host
 	$(call san-run,$(TSAN_SCRATCH),$(TSAN_OUT),TSAN_OPTIONS=$(TSAN_RUN_OPTIONS),$(TSAN_TESTS))

@@ -7,6 +7,7 @@
 // signatures breaks `make fuzz-seeds` (update the calls below), never the normal build.
 #if VKVERBS_FUZZ_SEEDS
 @testable import PingPong
+import NumberedStream
 import Verbs
 
 func seedInputs() -> [(name: String, bytes: [UInt8])]? {
@@ -64,6 +65,12 @@ func seedInputs() -> [(name: String, bytes: [UInt8])]? {
     seeds.append(("control-start-total-max", ControlMessage(sequence: 1, kind: .start, a: 64, b: .max).bytes))
     control("start-size-zero", .start, size: 0, total: 10)
     control("done-out-of-turn", .done, size: 64, total: 10)
+
+    // The numbered stream: a hello, an answer, and runs of messages into a receiver.
+    seeds.append(("stream-hello", StreamWire.sampleHello()))
+    seeds.append(("stream-answer", StreamWire.sampleAnswer()))
+    seeds.append(("stream-run", StreamWire.sampleRun()))
+    seeds.append(("stream-run-one", StreamWire.sampleRun(messages: 1, messageSize: 8)))
     return seeds
 }
 #else

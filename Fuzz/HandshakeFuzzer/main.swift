@@ -1,7 +1,8 @@
-// HandshakeFuzzer: the ping-pong wire decoders fed hostile bytes: the handshake's
-// `HandshakeWire.checkRequest` and `HandshakeWire.checkAnswer`, and the server's control-message
-// decoder `ControlWire.checkStep` (a mailbox's 32 bytes, then the step request's range checks).
-// Every input goes through all three (no dispatch byte, so the committed handshake seeds keep their
+// HandshakeFuzzer: every decoder of bytes a peer sends, fed hostile bytes: the ping-pong handshake's
+// `HandshakeWire.checkRequest` and `HandshakeWire.checkAnswer`, the ping-pong server's control-message
+// decoder `ControlWire.checkStep` (a mailbox's 32 bytes, then the step request's range checks), and
+// the numbered stream's hello, answer and message run into a receiver (`StreamWire`).
+// Every input goes through all of them (no dispatch byte, so the committed handshake seeds keep their
 // meaning); each must decode or throw a typed error (`VerbsError`, `PingPongError`); a trap (or a
 // sanitizer report) is the bug.
 //
@@ -16,6 +17,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NumberedStream
 import PingPong
 import Verbs
 #if VKVERBS_FUZZING
@@ -26,9 +28,9 @@ import CLibFuzzer
 /// not optimised away. Only the single fuzzing thread touches it.
 nonisolated(unsafe) var messageBytes = 0
 
-/// One input through the three decoders; says which accepted it.
-func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool, step: Bool) {
-    var accepted = (request: false, answer: false, step: false)
+/// One input through every decoder; says which accepted it.
+func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool, step: Bool, stream: Bool) {
+    var accepted = (request: false, answer: false, step: false, stream: false)
     do throws(VerbsError) {
         try HandshakeWire.checkRequest(bytes)
         accepted.request = true
@@ -44,6 +46,24 @@ func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool, step: Bool) {
     do throws(PingPongError) {
         try ControlWire.checkStep(bytes)
         accepted.step = true
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    // The numbered stream: a sender's hello and a receiver's answer (connection private data),
+    // and the bytes as a run of messages into a receiver.
+    do throws(SequencedStream.StreamError) {
+        _ = try StreamWire.decodeHello(bytes, maxMessageSize: SequencedStream.maxMessageSize)
+        accepted.stream = true
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    do throws(SequencedStream.StreamError) {
+        _ = try StreamWire.decodeAnswer(bytes, messages: 1 << 20)
+    } catch {
+        messageBytes &+= error.description.utf8.count
+    }
+    do throws(SequencedStream.StreamError) {
+        if try StreamWire.checkMessages(bytes) { accepted.stream = true }
     } catch {
         messageBytes &+= error.description.utf8.count
     }
@@ -103,7 +123,7 @@ func filesIn(_ path: String) -> [String] {
 func replay(_ paths: [String]) {
     let files = paths.flatMap { isDirectory($0) ? filesIn($0) : [$0] }
     if files.isEmpty { fail("nothing to replay (give files or directories, e.g. Fuzz/corpus)") }
-    var runs = 0, requests = 0, answers = 0, steps = 0
+    var runs = 0, requests = 0, answers = 0, steps = 0, streams = 0
     for file in files {
         let bytes = readFile(file)
         let verdict = exercise(bytes)
@@ -111,6 +131,7 @@ func replay(_ paths: [String]) {
         if verdict.request { requests += 1 }
         if verdict.answer { answers += 1 }
         if verdict.step { steps += 1 }
+        if verdict.stream { streams += 1 }
         for length in 0..<bytes.count {
             _ = exercise(Array(bytes.prefix(length)))
             runs += 1
@@ -125,7 +146,7 @@ func replay(_ paths: [String]) {
         }
     }
     print("HandshakeFuzzer: \(files.count) files, \(runs) inputs, none trapped; "
-          + "as given, \(requests) decode as requests, \(answers) as answers and \(steps) as control messages")
+          + "as given, \(requests) decode as requests, \(answers) as answers, \(steps) as control messages and \(streams) as stream hellos or runs")
 }
 
 func writeSeeds(to directory: String) {

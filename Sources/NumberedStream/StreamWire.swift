@@ -125,3 +125,64 @@ public struct StreamAcceptance: Sendable {
     mutating func noteReconnect() { summary.reconnects += 1 }
     mutating func finish(seconds: Double) { summary.seconds = seconds }
 }
+
+extension StreamWire {
+    /// Feeds `bytes` to a fresh receiver's `StreamAcceptance` as consecutive messages, each a
+    /// header and the payload its length field claims (cut at the end of the input), as a
+    /// receiver sees them arrive: the fuzz target's entry. Returns whether an end marker was
+    /// accepted; anything malformed throws, nothing traps.
+    public static func checkMessages(_ bytes: [UInt8], messages: UInt64 = 4, messageSize: Int = 64) throws(SequencedStream.StreamError) -> Bool {
+        var acceptance = StreamAcceptance(messages: messages, messageSize: messageSize)
+        let outcome: Result<Bool, SequencedStream.StreamError> = bytes.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let rest = all.count - offset
+                var n = rest
+                if rest >= headerSize {
+                    let length = UInt32(littleEndian: all.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+                    n = min(rest, headerSize + Int(length))
+                }
+                do throws(SequencedStream.StreamError) {
+                    if try acceptance.accept(UnsafeRawBufferPointer(rebasing: all[offset..<offset + n])) { return .success(true) }
+                } catch {
+                    return .failure(error)
+                }
+                offset += n
+            }
+            return .success(false)
+        }
+        return try outcome.get()
+    }
+
+    /// A valid run of `messages` messages of up to `messageSize` bytes and the end marker, as a
+    /// sender puts them on the wire (the fuzz target's seeds).
+    public static func sampleRun(messages: UInt64 = 4, messageSize: Int = 64) -> [UInt8] {
+        var out: [UInt8] = []
+        for seq in 0..<messages {
+            let length = StreamSender.payloadLength(seq, messageSize)
+            var message = [UInt8](repeating: 0, count: headerSize + length)
+            message.withUnsafeMutableBytes { p in
+                StreamSender.fillPayload(p.baseAddress! + headerSize, count: length, seq: seq)
+                p.storeBytes(of: seq.littleEndian, as: UInt64.self)
+                p.storeBytes(of: UInt32(length).littleEndian, toByteOffset: 8, as: UInt32.self)
+                p.storeBytes(of: kindData.littleEndian, toByteOffset: 12, as: UInt32.self)
+                let sum = SequencedStream.checksum(p.baseAddress! + headerSize, count: length, seq: seq)
+                p.storeBytes(of: sum.littleEndian, toByteOffset: 16, as: UInt64.self)
+            }
+            out += message
+        }
+        var end = [UInt8](repeating: 0, count: headerSize)
+        end.withUnsafeMutableBytes { p in
+            p.storeBytes(of: messages.littleEndian, as: UInt64.self)
+            p.storeBytes(of: kindEnd.littleEndian, toByteOffset: 12, as: UInt32.self)
+        }
+        return out + end
+    }
+
+    /// A sender's hello and a receiver's answer (the fuzz target's seeds).
+    public static func sampleHello(messageSize: Int = 64, messages: UInt64 = 4) -> [UInt8] {
+        encode(Hello(messageSize: messageSize, messages: messages, streamID: 0x5EED))
+    }
+
+    public static func sampleAnswer(resume: UInt64 = 2) -> [UInt8] { encodeAnswer(resume: resume) }
+}
