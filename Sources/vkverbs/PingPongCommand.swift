@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Foundation
 import PingPong
+import Synchronization
 import Verbs
 import VulkanMemory
 
@@ -12,15 +13,18 @@ extension MeasurementKind: ExpressibleByArgument {}
 extension MemoryKind: ExpressibleByArgument {}
 
 /// The Vulkan device pingpong allocates GPU memory on: made on first use, kept for the run.
-final class LazyVulkan: @unchecked Sendable {
-    private var device: VulkanDevice?
+/// Server sessions run on threads of their own, so the first use is under a lock.
+final class LazyVulkan: Sendable {
+    private let device = Mutex<VulkanDevice?>(nil)
     let index: Int
     init(index: Int) { self.index = index }
     func get() throws(VulkanError) -> VulkanDevice {
-        if let device { return device }
-        let made = try VulkanDevice(instance: try VulkanInstance(), deviceIndex: index)
-        device = made
-        return made
+        try device.withLock { (device) throws(VulkanError) -> VulkanDevice in
+            if let device { return device }
+            let made = try VulkanDevice(instance: try VulkanInstance(), deviceIndex: index)
+            device = made
+            return made
+        }
     }
 }
 
