@@ -5,7 +5,7 @@ import Verbs
 
 /// The one place that finds an RDMA device with an active port, or says why there is none.
 /// Tests skip with that reason outside the fabric and fail with it inside (VKVERBS_REQUIRE_RDMA=1).
-public struct RDMAEnvironment: @unchecked Sendable {
+public struct RDMAEnvironment: Sendable {
     public let context: Context
     public let port: PortInfo
     public let gid: GIDEntry

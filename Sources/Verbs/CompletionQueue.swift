@@ -2,11 +2,12 @@
 import Glibc
 #endif
 import CVerbs
+import Synchronization
 
 /// A completion channel (`ibv_create_comp_channel`): a file descriptor that becomes
 /// readable when an armed CQ gets a completion, so a thread can sleep instead of spin.
-public final class CompletionChannel: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_comp_channel>
+public final class CompletionChannel: Sendable {
+    private let handle: CHandle<ibv_comp_channel>
     public let context: Context
 
     /// `ibv_create_comp_channel`; its fd is made non-blocking so waits can time out.
@@ -18,11 +19,13 @@ public final class CompletionChannel: @unchecked Sendable {
             ibv_destroy_comp_channel(channel)
             throw error
         }
-        raw = channel
+        handle = CHandle(channel)
         self.context = context
     }
 
     deinit { ibv_destroy_comp_channel(raw) }
+
+    var raw: UnsafeMutablePointer<ibv_comp_channel> { handle.pointer }
 
     public var fileDescriptor: Int32 { raw.pointee.fd }
 }
@@ -36,13 +39,15 @@ public enum CompletionWaitMode: Sendable {
 }
 
 /// A completion queue (`ibv_create_cq`), optionally tied to a completion channel.
-/// Not for concurrent use from several threads without the caller's own lock.
-public final class CompletionQueue: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_cq>
+/// Polling is thread-safe (libibverbs locks the queue), but two threads taking completions off
+/// one queue each see only part of them: give each queue one reader.
+public final class CompletionQueue: Sendable {
+    private let handle: CHandle<ibv_cq>
     public let context: Context
     public let channel: CompletionChannel?
     public let capacity: Int
-    private var unacknowledgedEvents: UInt32 = 0
+    /// Events taken with `ibv_get_cq_event` and not yet acknowledged (`ibv_ack_cq_events`).
+    private let unacknowledgedEvents = Mutex<UInt32>(0)
 
     /// `ibv_create_cq` with room for at least `capacity` completions.
     public init(context: Context, capacity: Int, channel: CompletionChannel? = nil, vector: Int32 = 0) throws(VerbsError) {
@@ -52,17 +57,21 @@ public final class CompletionQueue: @unchecked Sendable {
         if let channel, !channel.context.isSameDevice(as: context) {
             throw VerbsError.invalidArgument("the completion channel belongs to another device")
         }
-        raw = try checkPointer("ibv_create_cq", ibv_create_cq(try context.raw("ibv_create_cq"), Int32(capacity), nil, channel?.raw, vector))
+        let cq = try checkPointer("ibv_create_cq", ibv_create_cq(try context.raw("ibv_create_cq"), Int32(capacity), nil, channel?.raw, vector))
+        handle = CHandle(cq)
         self.context = context
         self.channel = channel
-        self.capacity = Int(raw.pointee.cqe)
+        self.capacity = Int(cq.pointee.cqe)
     }
 
     deinit {
         // ibv_destroy_cq waits for every event it handed out to be acknowledged.
-        if unacknowledgedEvents > 0 { ibv_ack_cq_events(raw, unacknowledgedEvents) }
+        let unacknowledged = unacknowledgedEvents.withLock { $0 }
+        if unacknowledged > 0 { ibv_ack_cq_events(raw, unacknowledged) }
         ibv_destroy_cq(raw)
     }
+
+    var raw: UnsafeMutablePointer<ibv_cq> { handle.pointer }
 
     /// Takes up to `max` completions off the queue (`ibv_poll_cq`) and hands each to `body`
     /// without allocating. Returns how many there were.
@@ -141,8 +150,10 @@ public final class CompletionQueue: @unchecked Sendable {
                 }
                 // Acknowledging in batches saves a mutex per event in libibverbs.
                 if let cq, cq == raw {
-                    unacknowledgedEvents += 1
-                    if unacknowledgedEvents >= 64 { ibv_ack_cq_events(raw, unacknowledgedEvents); unacknowledgedEvents = 0 }
+                    unacknowledgedEvents.withLock { count in
+                        count += 1
+                        if count >= 64 { ibv_ack_cq_events(raw, count); count = 0 }
+                    }
                 } else if let cq {
                     ibv_ack_cq_events(cq, 1)
                 }

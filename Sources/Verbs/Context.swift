@@ -10,26 +10,29 @@ import CVerbs
 /// An in-memory device (`init(inMemoryNamed:)`) has no verbs context: it only names the
 /// protection domains of an in-memory transport (VerbsEmbedded), and every device query on it
 /// throws `.unsupported`.
-public final class Context: @unchecked Sendable {  // immutable after init; libibverbs' context calls are thread-safe
-    private let device: UnsafeMutablePointer<ibv_context>?
+public final class Context: Sendable {
+    private let handle: CHandle<ibv_context>?
     private let deviceList: CMDeviceList?
     private let inMemoryName: String?
 
     init(raw: UnsafeMutablePointer<ibv_context>, deviceList: CMDeviceList) {
-        device = raw
+        handle = CHandle(raw)
         self.deviceList = deviceList
         inMemoryName = nil
     }
 
     /// A device that exists only in this process, for an in-memory transport.
     package init(inMemoryNamed name: String) {
-        device = nil
+        handle = nil
         deviceList = nil
         inMemoryName = name
     }
 
+    /// The verbs context; nil for an in-memory device.
+    private var device: UnsafeMutablePointer<ibv_context>? { handle?.pointer }
+
     /// Whether this is an in-memory device (no verbs context behind it).
-    public var isInMemory: Bool { device == nil }
+    public var isInMemory: Bool { handle == nil }
 
     /// The verbs context, for `verb`; an in-memory device has none.
     func raw(_ verb: String) throws(VerbsError) -> UnsafeMutablePointer<ibv_context> {

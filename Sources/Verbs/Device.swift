@@ -27,8 +27,8 @@ extension VerbsError {
 
 /// The array `rdma_get_devices` returns; its contexts are the ones rdmacm binds
 /// cm_ids to, so every Context shares it and it is freed after the last one.
-final class CMDeviceList: @unchecked Sendable {
-    let list: UnsafeMutablePointer<UnsafeMutablePointer<ibv_context>?>
+final class CMDeviceList: Sendable {
+    private let list: CHandle<UnsafeMutablePointer<ibv_context>?>
     let count: Int
 
     init() throws(VerbsError) {
@@ -38,13 +38,13 @@ final class CMDeviceList: @unchecked Sendable {
             if let list { rdma_free_devices(list) }
             throw VerbsError.noRDMADevice
         }
-        self.list = list
+        self.list = CHandle(list)
         count = Int(n)
     }
 
-    var contexts: [UnsafeMutablePointer<ibv_context>] { (0..<count).compactMap { list[$0] } }
+    var contexts: [UnsafeMutablePointer<ibv_context>] { (0..<count).compactMap { list.pointer[$0] } }
 
-    deinit { rdma_free_devices(list) }
+    deinit { rdma_free_devices(list.pointer) }
 
     /// One list for the process: rdmacm keeps its devices open for the process' life anyway,
     /// and sharing the list means contexts compare equal by pointer.

@@ -6,15 +6,15 @@ import CVerbs
 /// A registered memory region (`struct ibv_mr`). Deregistered (`ibv_dereg_mr`) when the
 /// last reference goes; until then it keeps its protection domain and the owner of
 /// its memory alive.
-public final class MemoryRegion: @unchecked Sendable {  // immutable after init; the bytes are the owner's to guard
+public final class MemoryRegion: Sendable {
     /// nil for a region of an in-memory protection domain.
-    let raw: UnsafeMutablePointer<ibv_mr>?
+    private let handle: CHandle<ibv_mr>?
     public let pd: ProtectionDomain
     public let access: AccessFlags
-    /// What owns the registered memory (a HostBuffer, a Vulkan allocation, ...).
-    public let owner: AnyObject?
-    /// The memory as this process sees it; nil for dma-buf regions.
-    public let hostAddress: UnsafeMutableRawPointer?
+    /// What owns the registered memory (a HostBuffer, a Vulkan allocation, ...). Released with
+    /// the region, on whichever thread lets the region go, hence Sendable.
+    public let owner: (any AnyObject & Sendable)?
+    private let host: MemoryAddress?
 
     /// The address work requests use for this region: the iova it was registered with
     /// (for `ibv_reg_mr`, the host address). libibverbs' `mr->addr` holds the host address
@@ -22,34 +22,40 @@ public final class MemoryRegion: @unchecked Sendable {  // immutable after init;
     public let address: UInt64
 
     init(raw: UnsafeMutablePointer<ibv_mr>, pd: ProtectionDomain, access: AccessFlags,
-         hostAddress: UnsafeMutableRawPointer?, iova: UInt64? = nil, owner: AnyObject?) {
-        self.raw = raw
+         hostAddress: UnsafeMutableRawPointer?, iova: UInt64? = nil, owner: (any AnyObject & Sendable)?) {
+        handle = CHandle(raw)
         self.address = iova ?? UInt64(UInt(bitPattern: raw.pointee.addr))
         lkey = raw.pointee.lkey
         rkey = raw.pointee.rkey
         length = raw.pointee.length
         self.pd = pd
         self.access = access
-        self.hostAddress = hostAddress
+        host = hostAddress.map(MemoryAddress.init)
         self.owner = owner
     }
 
     init(inMemory keys: (lkey: UInt32, rkey: UInt32), length: Int, pd: ProtectionDomain, access: AccessFlags,
-         hostAddress: UnsafeMutableRawPointer, iova: UInt64, owner: AnyObject?) {
-        raw = nil
+         hostAddress: UnsafeMutableRawPointer, iova: UInt64, owner: (any AnyObject & Sendable)?) {
+        handle = nil
         address = iova
         lkey = keys.lkey
         rkey = keys.rkey
         self.length = length
         self.pd = pd
         self.access = access
-        self.hostAddress = hostAddress
+        host = MemoryAddress(hostAddress)
         self.owner = owner
     }
 
     deinit {
         if let raw { ibv_dereg_mr(raw) } else { pd.registry?.deregister(lkey: lkey) }
     }
+
+    /// The verbs memory region; nil for a region of an in-memory protection domain.
+    var raw: UnsafeMutablePointer<ibv_mr>? { handle?.pointer }
+
+    /// The memory as this process sees it; nil for dma-buf regions.
+    public var hostAddress: UnsafeMutableRawPointer? { host?.pointer }
 
     public let lkey: UInt32
     public let rkey: UInt32
@@ -81,8 +87,8 @@ public final class MemoryRegion: @unchecked Sendable {  // immutable after init;
 
 /// Page-aligned host memory owned by Swift; freed when the last reference
 /// (e.g. a MemoryRegion's) goes.
-public final class HostBuffer: @unchecked Sendable {
-    public let pointer: UnsafeMutableRawPointer
+public final class HostBuffer: Sendable {
+    private let memory: MemoryAddress
     public let count: Int
 
     /// Allocates `count` zeroed bytes aligned to the page size.
@@ -92,11 +98,14 @@ public final class HostBuffer: @unchecked Sendable {
         let rc = posix_memalign(&p, alignment, count)
         guard rc == 0, let p else { throw VerbsError.fromErrno("posix_memalign", rc) }
         memset(p, 0, count)
-        pointer = p
+        memory = MemoryAddress(p)
         self.count = count
     }
 
     deinit { free(pointer) }
+
+    /// The first byte; the buffer is `count` bytes long.
+    public var pointer: UnsafeMutableRawPointer { memory.pointer }
 
     public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: pointer, count: count) }
 }

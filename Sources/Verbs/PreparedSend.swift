@@ -4,7 +4,7 @@ import CVerbs
 /// request kept in memory of its own). A latency loop pays per iteration for the post and
 /// nothing else: `postSend`'s checks, the request's enum and the segment's reference count
 /// stay out of it. Not for use from several threads at once (each post rewrites the request).
-public final class PreparedSend: @unchecked Sendable {
+public final class PreparedSend {
     public let queuePair: QueuePair
     /// Kept so the segment's memory region outlives every post.
     public let request: SendRequest
@@ -46,3 +46,7 @@ public final class PreparedSend: @unchecked Sendable {
         if rc != 0 { throw VerbsError.fromErrno("ibv_post_send(\(verb))", rc > 0 ? rc : -rc) }
     }
 }
+
+/// Each post rewrites the request in place, so a PreparedSend stays with one thread at a time.
+@available(*, unavailable)
+extension PreparedSend: Sendable {}

@@ -34,26 +34,29 @@ package protocol InMemoryRegistry: AnyObject, Sendable {
 /// A protection domain (`ibv_alloc_pd`); memory regions and queue pairs live in one.
 /// One on an in-memory device (`init(inMemory:registry:)`) registers host memory with its
 /// registry instead of the kernel; queue pairs cannot be made in it.
-public final class ProtectionDomain: @unchecked Sendable {  // immutable after init; ibv_reg_mr and friends are thread-safe
-    private let device: UnsafeMutablePointer<ibv_pd>?
+public final class ProtectionDomain: Sendable {
+    private let handle: CHandle<ibv_pd>?
     package let registry: (any InMemoryRegistry)?
     public let context: Context
 
     /// `ibv_alloc_pd`.
     public init(context: Context) throws(VerbsError) {
-        device = try checkPointer("ibv_alloc_pd", ibv_alloc_pd(try context.raw("ibv_alloc_pd")))
+        handle = CHandle(try checkPointer("ibv_alloc_pd", ibv_alloc_pd(try context.raw("ibv_alloc_pd"))))
         registry = nil
         self.context = context
     }
 
     /// A protection domain of an in-memory device.
     package init(inMemory context: Context, registry: any InMemoryRegistry) {
-        device = nil
+        handle = nil
         self.registry = registry
         self.context = context
     }
 
     deinit { if let device { ibv_dealloc_pd(device) } }
+
+    /// The verbs protection domain; nil for one of an in-memory device.
+    private var device: UnsafeMutablePointer<ibv_pd>? { handle?.pointer }
 
     /// The verbs protection domain, for `verb`; an in-memory one has none.
     func raw(_ verb: String) throws(VerbsError) -> UnsafeMutablePointer<ibv_pd> {
@@ -64,7 +67,7 @@ public final class ProtectionDomain: @unchecked Sendable {  // immutable after i
     /// Registers `length` bytes at `address` (`ibv_reg_mr`). `owner` is kept alive as
     /// long as the region, so the memory cannot be freed under the NIC.
     public func register(
-        address: UnsafeMutableRawPointer?, length: Int, access: AccessFlags, owner: AnyObject? = nil
+        address: UnsafeMutableRawPointer?, length: Int, access: AccessFlags, owner: (any AnyObject & Sendable)? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
         if let registry {
@@ -81,7 +84,7 @@ public final class ProtectionDomain: @unchecked Sendable {  // immutable after i
     /// Registers memory with an I/O virtual address of the caller's choosing (`ibv_reg_mr_iova2`):
     /// peers address the region from `iova` instead of from the process' virtual address.
     public func register(
-        address: UnsafeMutableRawPointer?, length: Int, iova: UInt64, access: AccessFlags, owner: AnyObject? = nil
+        address: UnsafeMutableRawPointer?, length: Int, iova: UInt64, access: AccessFlags, owner: (any AnyObject & Sendable)? = nil
     ) throws(VerbsError) -> MemoryRegion {
         let address = try validate(address: address, length: length, access: access)
         if let registry { return inMemoryRegion(registry, address: address, length: length, iova: iova, access: access, owner: owner) }
@@ -103,7 +106,7 @@ public final class ProtectionDomain: @unchecked Sendable {  // immutable after i
     /// `owner` keeps the exporter's memory (and the fd) alive as long as the region.
     /// A device without dma-buf support throws `.unsupported`.
     public func registerDMABuf(
-        fd: Int32, offset: UInt64, length: Int, iova: UInt64, access: AccessFlags, owner: AnyObject? = nil
+        fd: Int32, offset: UInt64, length: Int, iova: UInt64, access: AccessFlags, owner: (any AnyObject & Sendable)? = nil
     ) throws(VerbsError) -> MemoryRegion {
         guard length > 0 else { throw VerbsError.invalidArgument("memory region length must be > 0") }
         guard fd >= 0 else { throw VerbsError.invalidArgument("dma-buf fd \(fd) is not a file descriptor") }
@@ -131,7 +134,7 @@ public final class ProtectionDomain: @unchecked Sendable {  // immutable after i
     }
 
     private func inMemoryRegion(_ registry: any InMemoryRegistry, address: UnsafeMutableRawPointer, length: Int, iova: UInt64,
-                                access: AccessFlags, owner: AnyObject?) -> MemoryRegion {
+                                access: AccessFlags, owner: (any AnyObject & Sendable)?) -> MemoryRegion {
         let keys = registry.register(address: address, length: length, iova: iova, access: access)
         return MemoryRegion(inMemory: keys, length: length, pd: self, access: access, hostAddress: address, iova: iova, owner: owner)
     }

@@ -66,8 +66,8 @@ public struct QueuePairEndpoint: Sendable, Equatable, Codable {
 
 /// A reliable-connected queue pair (`ibv_create_qp` or, for rdmacm connections,
 /// `rdma_create_qp`). It keeps its completion queues and protection domain alive.
-public final class QueuePair: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<ibv_qp>
+public final class QueuePair: Sendable {
+    private let handle: CHandle<ibv_qp>
     public let pd: ProtectionDomain
     public let sendCQ: CompletionQueue
     public let receiveCQ: CompletionQueue
@@ -98,11 +98,11 @@ public final class QueuePair: @unchecked Sendable {
                 "the protection domain is on \(pd.context.name), but the connection runs over another device")
         }
         do {
-            raw = try Self.create(&attr, pd: pd, cmID: cmID)
+            handle = CHandle(try Self.create(&attr, pd: pd, cmID: cmID))
         } catch .system(_, EINVAL) where capabilities.fallbackInlineData.map({ $0 < capabilities.maxInlineData }) ?? false {
             attr.cap = capabilities.raw
             attr.cap.max_inline_data = capabilities.fallbackInlineData!
-            raw = try Self.create(&attr, pd: pd, cmID: cmID)
+            handle = CHandle(try Self.create(&attr, pd: pd, cmID: cmID))
         }
         self.pd = pd
         self.sendCQ = sendCQ
@@ -127,6 +127,8 @@ public final class QueuePair: @unchecked Sendable {
     deinit {
         if let cmID { rdma_destroy_qp(cmID.raw) } else { ibv_destroy_qp(raw) }
     }
+
+    var raw: UnsafeMutablePointer<ibv_qp> { handle.pointer }
 
     public var number: UInt32 { raw.pointee.qp_num }
 

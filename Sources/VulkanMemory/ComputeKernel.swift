@@ -1,16 +1,16 @@
 import CVulkan
+import Synchronization
 
 /// A compute pipeline over one storage buffer (set 0, binding 0) with optional push constants,
 /// made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a time,
 /// since the descriptor set is rewritten for each.
-public final class ComputeKernel: @unchecked Sendable {
+public final class ComputeKernel: Sendable {
     public let device: VulkanDevice
     public let pushConstantSize: UInt32
-    let setLayout: VkDescriptorSetLayout
-    let layout: VkPipelineLayout
-    let pipeline: VkPipeline
-    let pool: VkDescriptorPool
-    let descriptorSet: VkDescriptorSet
+    private let handles: (setLayout: VulkanHandle, layout: VulkanHandle, pipeline: VulkanHandle, pool: VulkanHandle,
+                          descriptorSet: VulkanHandle)
+    /// `vkUpdateDescriptorSets` needs the set externally synchronized.
+    private let bindLock = Mutex<Void>(())
 
     /// `vkCreateShaderModule`, `vkCreateDescriptorSetLayout`, `vkCreatePipelineLayout`,
     /// `vkCreateComputePipelines`, `vkCreateDescriptorPool`, `vkAllocateDescriptorSets`.
@@ -109,11 +109,8 @@ public final class ComputeKernel: @unchecked Sendable {
             guard let setLayout, let layout, let pipeline, let pool, let set else {
                 throw .pipelineCreation(function: "vkAllocateDescriptorSets", result: .errorInitializationFailed)
             }
-            self.setLayout = setLayout
-            self.layout = layout
-            self.pipeline = pipeline
-            self.pool = pool
-            descriptorSet = set
+            handles = (VulkanHandle(setLayout), VulkanHandle(layout), VulkanHandle(pipeline), VulkanHandle(pool),
+                       VulkanHandle(set))
         } catch {
             cleanup.reversed().forEach { $0() }
             throw error
@@ -130,6 +127,12 @@ public final class ComputeKernel: @unchecked Sendable {
         vkDestroyDescriptorSetLayout(d, setLayout, nil)
     }
 
+    var setLayout: VkDescriptorSetLayout { handles.setLayout.raw }
+    var layout: VkPipelineLayout { handles.layout.raw }
+    var pipeline: VkPipeline { handles.pipeline.raw }
+    var pool: VkDescriptorPool { handles.pool.raw }
+    var descriptorSet: VkDescriptorSet { handles.descriptorSet.raw }
+
     /// Points binding 0 at `buffer` (`vkUpdateDescriptorSets`); the set must not be in use.
     func bind(_ buffer: DeviceBuffer) {
         var info = VkDescriptorBufferInfo(buffer: buffer.raw, offset: 0, range: VkDeviceSize(VK_WHOLE_SIZE))
@@ -141,7 +144,7 @@ public final class ComputeKernel: @unchecked Sendable {
             write.descriptorCount = 1
             write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
             write.pBufferInfo = bufferInfo
-            vkUpdateDescriptorSets(device.raw, 1, &write, 0, nil)
+            bindLock.withLock { _ in vkUpdateDescriptorSets(device.raw, 1, &write, 0, nil) }
         }
     }
 }

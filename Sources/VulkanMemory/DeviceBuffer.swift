@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import CVulkan
+import Synchronization
+import Verbs
 
 /// How `DeviceBuffer` makes its buffer and memory; one value per strategy step.
 struct BufferPlan {
@@ -29,20 +31,19 @@ struct BufferPlan {
 
 /// One `VkBuffer` bound to its own `VkDeviceMemory`. Keeps its device alive; destroys the
 /// buffer, frees the memory, closes an exported fd and frees imported host pages when released.
-public final class DeviceBuffer: @unchecked Sendable {
+public final class DeviceBuffer: Sendable {
     public let device: VulkanDevice
-    public let raw: VkBuffer
-    let memory: VkDeviceMemory
+    private let handle: VulkanHandle
+    private let memoryHandle: VulkanHandle
     /// Bytes the buffer covers.
     public let size: UInt64
     public let memoryType: MemoryTypeInfo
-    /// Host address of the bytes: the mapping, or the imported host pages; nil otherwise.
-    public let hostAddress: UnsafeMutableRawPointer?
+    private let host: MemoryAddress?
     private let mappedByVulkan: Bool
     /// Pages imported through VK_EXT_external_memory_host; freed after the memory.
-    private let ownedHostPages: UnsafeMutableRawPointer?
-    /// An fd from `vkGetMemoryFdKHR`; the application owns it, so it is closed here.
-    public private(set) var exportedFD: Int32?
+    private let ownedHostPages: MemoryAddress?
+    /// An fd from `vkGetMemoryFdKHR`, exported at most once; closed here.
+    private let exported = Mutex<Int32?>(nil)
 
     /// A plain buffer for the caller's own use (e.g. a copy target): `vkCreateBuffer`,
     /// `vkAllocateMemory`, `vkBindBufferMemory`, and `vkMapMemory` when `hostVisible`.
@@ -91,13 +92,13 @@ public final class DeviceBuffer: @unchecked Sendable {
             throw error
         }
         self.device = device
-        raw = buffer
-        self.memory = memory!
+        handle = VulkanHandle(buffer)
+        memoryHandle = VulkanHandle(memory!)
         size = plan.size
         memoryType = type
         mappedByVulkan = mapped != nil
-        hostAddress = mapped ?? plan.hostPages
-        ownedHostPages = plan.hostPages
+        host = (mapped ?? plan.hostPages).map(MemoryAddress.init)
+        ownedHostPages = plan.hostPages.map(MemoryAddress.init)
     }
 
     deinit {
@@ -105,8 +106,15 @@ public final class DeviceBuffer: @unchecked Sendable {
         vkDestroyBuffer(device.raw, raw, nil)
         vkFreeMemory(device.raw, memory, nil)
         if let exportedFD { close(exportedFD) }
-        if let ownedHostPages { free(ownedHostPages) }
+        if let ownedHostPages { free(ownedHostPages.pointer) }
     }
+
+    public var raw: VkBuffer { handle.raw }
+    var memory: VkDeviceMemory { memoryHandle.raw }
+    /// Host address of the bytes: the mapping, or the imported host pages; nil otherwise.
+    public var hostAddress: UnsafeMutableRawPointer? { host?.pointer }
+    /// An fd from `vkGetMemoryFdKHR`; the application owns it, so it is closed here.
+    public var exportedFD: Int32? { exported.withLock { $0 } }
 
     /// The bytes as the host sees them, when it can.
     public var bytes: UnsafeMutableRawBufferPointer? {
@@ -116,16 +124,18 @@ public final class DeviceBuffer: @unchecked Sendable {
     /// Exports the memory as an fd (`vkGetMemoryFdKHR`, fetched with `vkGetDeviceProcAddr`).
     /// The fd stays owned by this buffer.
     func exportFD(_ type: ExternalHandleType) throws(VulkanError) -> Int32 {
-        if let exportedFD { return exportedFD }
-        let getFD = try device.deviceFunction("vkGetMemoryFdKHR", as: PFN_vkGetMemoryFdKHR.self)
-        var info = VkMemoryGetFdInfoKHR()
-        info.sType = VK_STRUCTURE_TYPE_MEMORY_GET_FD_INFO_KHR
-        info.memory = memory
-        info.handleType = type.bit
-        var fd: Int32 = -1
-        try check(getFD(device.raw, &info, &fd), "vkGetMemoryFdKHR", VulkanError.fdExport)
-        exportedFD = fd
-        return fd
+        try exported.withLock { (exportedFD) throws(VulkanError) -> Int32 in
+            if let exportedFD { return exportedFD }
+            let getFD = try device.deviceFunction("vkGetMemoryFdKHR", as: PFN_vkGetMemoryFdKHR.self)
+            var info = VkMemoryGetFdInfoKHR()
+            info.sType = VK_STRUCTURE_TYPE_MEMORY_GET_FD_INFO_KHR
+            info.memory = memory
+            info.handleType = type.bit
+            var fd: Int32 = -1
+            try check(getFD(device.raw, &info, &fd), "vkGetMemoryFdKHR", VulkanError.fdExport)
+            exportedFD = fd
+            return fd
+        }
     }
 
     /// The address remote devices use for the memory (`vkGetMemoryRemoteAddressNV`, fetched

@@ -2,7 +2,7 @@ import CVulkan
 
 /// A command pool, one reusable command buffer and a fence on the device's queue: records a
 /// batch, submits it and waits for it with a timeout. Not for concurrent use.
-public final class GPUCommandRunner: @unchecked Sendable {
+public final class GPUCommandRunner {
     public let device: VulkanDevice
     private let pool: VkCommandPool
     private let commandBuffer: VkCommandBuffer
@@ -126,3 +126,7 @@ public final class GPUCommandRunner: @unchecked Sendable {
         }
     }
 }
+
+/// Recording, the fence and `pending` are this runner's alone: one thread at a time.
+@available(*, unavailable)
+extension GPUCommandRunner: Sendable {}

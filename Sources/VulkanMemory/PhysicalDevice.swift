@@ -49,17 +49,19 @@ let bufferUsage: VkBufferUsageFlags = VK_BUFFER_USAGE_TRANSFER_SRC_BIT.rawValue
     | VK_BUFFER_USAGE_TRANSFER_DST_BIT.rawValue | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT.rawValue
 
 /// A `VkPhysicalDevice` of an instance. Queries only; the instance owns it.
-public struct PhysicalDevice: @unchecked Sendable {
+public struct PhysicalDevice: Sendable {
     public let instance: VulkanInstance
-    public let raw: VkPhysicalDevice
+    private let handle: VulkanHandle
     /// Its position in `vkEnumeratePhysicalDevices` (-1 when the application handed it over).
     public let index: Int
 
     init(instance: VulkanInstance, raw: VkPhysicalDevice, index: Int) {
         self.instance = instance
-        self.raw = raw
+        handle = VulkanHandle(raw)
         self.index = index
     }
+
+    public var raw: VkPhysicalDevice { handle.raw }
 
     /// Wraps the application's `VkPhysicalDevice` of `instance`.
     public init(borrowing raw: VkPhysicalDevice, of instance: VulkanInstance) {

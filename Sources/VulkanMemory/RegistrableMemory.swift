@@ -2,8 +2,8 @@ import Verbs
 
 /// What the NIC registers for a Vulkan allocation, holding the allocation so the memory
 /// outlives every use of this value (and of the memory region made from it).
-public struct RegistrableMemory: @unchecked Sendable {
-    public enum Location: @unchecked Sendable, Equatable {
+public struct RegistrableMemory: Sendable {
+    public enum Location: @unchecked Sendable, Equatable {  // every payload is a value; `hostPointer` is an address whose bytes the allocation's user synchronises
         /// A GPU address from `vkGetMemoryRemoteAddressNV`; a peer-memory client resolves it in `ibv_reg_mr`.
         case remoteAddress(UInt64, length: Int)
         /// A dma-buf fd from `vkGetMemoryFdKHR`, for `ibv_reg_dmabuf_mr`. The allocation owns the fd.

@@ -3,9 +3,9 @@ import CVulkan
 /// A timeline semaphore (`VkSemaphoreTypeCreateInfo` with `VK_SEMAPHORE_TYPE_TIMELINE`): the host
 /// and the GPU order work on its 64-bit counter. The transfer engine waits on it before an RDMA
 /// write (GPU produced the bytes) and signals it when bytes arrive (GPU may consume them).
-public final class TimelineSemaphore: @unchecked Sendable {
+public final class TimelineSemaphore: Sendable {
     public let device: VulkanDevice
-    public let raw: VkSemaphore
+    private let handle: VulkanHandle
     private let ownsHandle: Bool
     private let waitSemaphores: PFN_vkWaitSemaphores
     private let signalSemaphore: PFN_vkSignalSemaphore
@@ -53,12 +53,14 @@ public final class TimelineSemaphore: @unchecked Sendable {
         waitSemaphores = try function("vkWaitSemaphores", PFN_vkWaitSemaphores.self)
         signalSemaphore = try function("vkSignalSemaphore", PFN_vkSignalSemaphore.self)
         counterValue = try function("vkGetSemaphoreCounterValue", PFN_vkGetSemaphoreCounterValue.self)
-        self.raw = raw
+        handle = VulkanHandle(raw)
         self.device = device
         ownsHandle = owns
     }
 
     deinit { if ownsHandle { vkDestroySemaphore(device.raw, raw, nil) } }
+
+    public var raw: VkSemaphore { handle.raw }
 
     /// The counter now (`vkGetSemaphoreCounterValue`).
     public func value() throws(VulkanError) -> UInt64 {

@@ -3,9 +3,9 @@ import CVulkan
 /// A `VkQueryPool` of timestamp queries on a device's queue, for timing GPU work
 /// (`vkCmdWriteTimestamp`). Reset the queries in the command buffer that writes them
 /// (`CommandRecorder.resetQueries`), then read them once the submission is done.
-public final class TimestampQueryPool: @unchecked Sendable {
+public final class TimestampQueryPool: Sendable {
     public let device: VulkanDevice
-    public let raw: VkQueryPool
+    private let handle: VulkanHandle
     public let count: UInt32
     /// Nanoseconds per timestamp tick (`VkPhysicalDeviceLimits::timestampPeriod`).
     public let period: Double
@@ -39,13 +39,15 @@ public final class TimestampQueryPool: @unchecked Sendable {
         try check(vkCreateQueryPool(device.raw, &info, nil, &pool), "vkCreateQueryPool", VulkanError.commandSetup)
         guard let pool else { throw .commandSetup(function: "vkCreateQueryPool", result: .errorInitializationFailed) }
         self.device = device
-        raw = pool
+        handle = VulkanHandle(pool)
         self.count = count
         period = Double(limits.timestampPeriod)
         validBits = family.timestampValidBits
     }
 
     deinit { vkDestroyQueryPool(device.raw, raw, nil) }
+
+    public var raw: VkQueryPool { handle.raw }
 
     /// The raw tick values of queries `first..<first+count` (`vkGetQueryPoolResults` with
     /// 64-bit results and WAIT: call it after the submission that wrote them has completed).

@@ -4,7 +4,7 @@ import Verbs
 /// GPU-usable memory the NIC can register, made by one `MemoryStrategy`. Keeps its
 /// device (and through it the instance) alive; a memory region registered from
 /// `registrable` keeps this allocation alive.
-public final class VulkanAllocation: @unchecked Sendable {
+public final class VulkanAllocation: Sendable {
     public let strategy: MemoryStrategy
     /// Each better strategy that was not used, and why (empty when the caller named the strategy).
     public let rejected: [StrategyRejection]

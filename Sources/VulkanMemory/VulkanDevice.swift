@@ -3,7 +3,7 @@ import Synchronization
 
 /// A `VkDevice` with one compute-capable queue: made and destroyed by this module, or borrowed
 /// from the application (never destroyed here). Allocations keep it alive.
-public final class VulkanDevice: @unchecked Sendable {
+public final class VulkanDevice: Sendable {
     public struct Options: Sendable {
         /// Device extensions to enable; nil: every one of `ExtensionName.deviceDefaults` the
         /// device supports (dma-buf only together with VK_KHR_external_memory_fd).
@@ -18,8 +18,8 @@ public final class VulkanDevice: @unchecked Sendable {
     }
 
     public let physicalDevice: PhysicalDevice
-    public let raw: VkDevice
-    public let queue: VkQueue
+    private let handle: VulkanHandle
+    private let queueHandle: VulkanHandle
     public let queueFamilyIndex: UInt32
     public let enabledExtensions: Set<String>
     public let externalMemoryRDMAEnabled: Bool
@@ -100,8 +100,8 @@ public final class VulkanDevice: @unchecked Sendable {
             throw .deviceCreation(function: "vkGetDeviceQueue", result: .errorInitializationFailed)
         }
         self.physicalDevice = physicalDevice
-        raw = device
-        self.queue = queue
+        handle = VulkanHandle(device)
+        queueHandle = VulkanHandle(queue)
         queueFamilyIndex = family
         enabledExtensions = Set(extensions)
         externalMemoryRDMAEnabled = rdmaFeature
@@ -128,8 +128,8 @@ public final class VulkanDevice: @unchecked Sendable {
         vkGetDeviceQueue(raw, queueFamilyIndex, queueIndex, &queue)
         guard let queue else { throw .deviceCreation(function: "vkGetDeviceQueue", result: .errorInitializationFailed) }
         self.physicalDevice = physicalDevice
-        self.raw = raw
-        self.queue = queue
+        handle = VulkanHandle(raw)
+        queueHandle = VulkanHandle(queue)
         self.queueFamilyIndex = queueFamilyIndex
         self.enabledExtensions = Set(enabledExtensions)
         self.externalMemoryRDMAEnabled = externalMemoryRDMAEnabled
@@ -141,6 +141,10 @@ public final class VulkanDevice: @unchecked Sendable {
         guard ownsHandle else { return }
         vkDestroyDevice(raw, nil)
     }
+
+    public var raw: VkDevice { handle.raw }
+    /// Submit to it only under `queueLock`.
+    public var queue: VkQueue { queueHandle.raw }
 
     public var instance: VulkanInstance { physicalDevice.instance }
 

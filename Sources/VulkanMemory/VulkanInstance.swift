@@ -5,7 +5,7 @@ import CVulkan
 
 /// A `VkInstance`: made and destroyed by this module, or borrowed from the application
 /// (then never destroyed here). Physical devices and devices keep it alive.
-public final class VulkanInstance: @unchecked Sendable {
+public final class VulkanInstance: Sendable {
     public struct Options: Sendable {
         public var applicationName: String
         /// Asked for in `VkApplicationInfo`; at least 1.1 (external memory is core there).
@@ -33,14 +33,14 @@ public final class VulkanInstance: @unchecked Sendable {
         }
     }
 
-    public let raw: VkInstance
+    private let handle: VulkanHandle
     public let apiVersion: APIVersion
     public let enabledExtensions: Set<String>
     /// False for a borrowed instance: the application destroys it.
     public let ownsHandle: Bool
     /// The messenger's messages when validation is on (module-made instances only).
     public let validationLog: ValidationLog?
-    private let messenger: VkDebugUtilsMessengerEXT?
+    private let messenger: VulkanHandle?
 
     /// Creates an instance (`vkCreateInstance`), with the validation layer and a debug
     /// messenger (`vkCreateDebugUtilsMessengerEXT`) when `options` asks for them.
@@ -76,12 +76,12 @@ public final class VulkanInstance: @unchecked Sendable {
                 throw error
             }
         }
-        raw = instance
+        handle = VulkanHandle(instance)
         apiVersion = options.apiVersion
         enabledExtensions = Set(extensions)
         ownsHandle = true
         validationLog = log
-        self.messenger = messenger
+        self.messenger = messenger.map(VulkanHandle.init)
     }
 
     /// Wraps the application's instance. `apiVersion` is what it asked for in `VkApplicationInfo`
@@ -90,7 +90,7 @@ public final class VulkanInstance: @unchecked Sendable {
         guard apiVersion >= .v1_1 else {
             throw .apiVersionTooOld(found: apiVersion.description, needed: APIVersion.v1_1.description)
         }
-        self.raw = raw
+        handle = VulkanHandle(raw)
         self.apiVersion = apiVersion
         self.enabledExtensions = Set(enabledExtensions)
         ownsHandle = false
@@ -102,10 +102,12 @@ public final class VulkanInstance: @unchecked Sendable {
         guard ownsHandle else { return }
         if let messenger, let destroy = instanceFunction("vkDestroyDebugUtilsMessengerEXT",
                                                           as: PFN_vkDestroyDebugUtilsMessengerEXT.self) {
-            destroy(raw, messenger, nil)
+            destroy(raw, messenger.raw, nil)
         }
         vkDestroyInstance(raw, nil)
     }
+
+    public var raw: VkInstance { handle.raw }
 
     /// The instance layers the loader can find (`vkEnumerateInstanceLayerProperties`).
     public static func availableLayers() throws(VulkanError) -> Set<String> {

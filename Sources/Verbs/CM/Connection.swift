@@ -139,7 +139,7 @@ public struct PreparedConnection: ~Copyable {
 }
 
 /// An established RC connection. Disconnects when released, if `disconnect` was not called.
-public final class Connection: @unchecked Sendable {
+public final class Connection: Sendable {
     let id: CMID
     public let queuePair: QueuePair
     /// What the peer sent with its accept (active side); padded by the transport.

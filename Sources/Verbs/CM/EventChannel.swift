@@ -18,8 +18,8 @@ struct CMEvent {
 }
 
 /// An rdmacm event channel (`rdma_create_event_channel`), non-blocking so every wait has a timeout.
-final class EventChannel: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<rdma_event_channel>
+final class EventChannel: Sendable {
+    private let handle: CHandle<rdma_event_channel>
 
     init() throws(VerbsError) {
         let channel: UnsafeMutablePointer<rdma_event_channel>
@@ -36,10 +36,12 @@ final class EventChannel: @unchecked Sendable {
             rdma_destroy_event_channel(channel)
             throw error
         }
-        raw = channel
+        handle = CHandle(channel)
     }
 
     deinit { rdma_destroy_event_channel(raw) }
+
+    var raw: UnsafeMutablePointer<rdma_event_channel> { handle.pointer }
 
     /// The next event (`rdma_get_cm_event`, then `rdma_ack_cm_event`), waiting until the deadline.
     func next(deadline: Deadline, operation: String) throws(VerbsError) -> CMEvent {
@@ -87,30 +89,37 @@ final class EventChannel: @unchecked Sendable {
 }
 
 /// An rdmacm identifier (`rdma_create_id`, `rdma_destroy_id`), with the channel its events arrive on.
-final class CMID: @unchecked Sendable {
-    let raw: UnsafeMutablePointer<rdma_cm_id>
-    private(set) var channel: EventChannel
+final class CMID: Sendable {
+    private let handle: CHandle<rdma_cm_id>
+    let channel: EventChannel
 
     /// A new id on its own channel (`rdma_create_id`, RDMA_PS_TCP: reliable connected).
     init() throws(VerbsError) {
         let channel = try EventChannel()
         var id: UnsafeMutablePointer<rdma_cm_id>?
         try checkSetsErrno("rdma_create_id", rdma_create_id(channel.raw, &id, nil, RDMA_PS_TCP))
-        raw = id!
+        handle = CHandle(id!)
         self.channel = channel
     }
 
-    /// Adopts the id rdmacm made for an incoming request, and moves it to a channel of
-    /// its own (`rdma_migrate_id`) so its events do not mix with the listener's.
-    init(adopting id: UnsafeMutablePointer<rdma_cm_id>, from listenerChannel: EventChannel) throws(VerbsError) {
-        raw = id
-        channel = listenerChannel
-        let own = try EventChannel()
-        try checkSetsErrno("rdma_migrate_id", rdma_migrate_id(id, own.raw))
+    /// Adopts the id rdmacm made for an incoming request (its events arrive on the listener's
+    /// channel until then), and moves it to a channel of its own (`rdma_migrate_id`) so its
+    /// events do not mix with the listener's. The id is destroyed when either step fails.
+    init(adopting id: UnsafeMutablePointer<rdma_cm_id>) throws(VerbsError) {
+        let own: EventChannel
+        do { own = try EventChannel() } catch {
+            rdma_destroy_id(id)
+            throw error
+        }
+        handle = CHandle(id)
         channel = own
+        // On failure the id stays on the listener's channel; deinit destroys it.
+        try checkSetsErrno("rdma_migrate_id", rdma_migrate_id(id, own.raw))
     }
 
     deinit { rdma_destroy_id(raw) }
+
+    var raw: UnsafeMutablePointer<rdma_cm_id> { handle.pointer }
 
     var context: Context? { raw.pointee.verbs.flatMap { try? Context.forCMID($0) } }
 }

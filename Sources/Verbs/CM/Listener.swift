@@ -4,7 +4,7 @@ import Glibc
 import CVerbs
 
 /// The passive side of rdmacm (`rdma_bind_addr`, `rdma_listen`).
-public final class Listener: @unchecked Sendable {
+public final class Listener: Sendable {
     let id: CMID
 
     /// Listens on `address` (nil: every address) and `port` (0: an ephemeral port, see `port`).
@@ -32,7 +32,7 @@ public final class Listener: @unchecked Sendable {
         while true {
             let event = try id.channel.next(deadline: deadline, operation: "waiting for a connection request")
             guard event.type == RDMA_CM_EVENT_CONNECT_REQUEST, let child = event.id else { continue }
-            let childID = try CMID(adopting: child, from: id.channel)
+            let childID = try CMID(adopting: child)
             guard let context = childID.context else {
                 throw VerbsError.notFound("the device of an incoming connection request")
             }
