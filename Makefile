@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback soak soak-short lint bench-compare bench-transfer clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback soak soak-short lint bench-compare bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -44,7 +44,7 @@ test: build
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
-	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench .ci/run scripts/check-docker
+	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
@@ -90,6 +90,10 @@ bench-compare: deps
 # The transfer engine per memory strategy, and the staged pipeline's overlap efficiency.
 bench-transfer: deps
 	Benchmarks/transfer-bench
+
+# This tree's engine against another build's, paired in one fabric run: BASELINE=path/to/vkverbs.
+bench-transfer-compare: deps
+	Benchmarks/transfer-compare
 
 clean:
 	rm -rf .build .build-* .fabric

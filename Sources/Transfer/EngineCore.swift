@@ -164,6 +164,8 @@ struct EngineCore {
         try checkKnown(ticket)
         let start = ContinuousClock.now
         while outstanding.contains(ticket) {
+            // It will never complete now: RC completes in order, and nothing follows a failure.
+            if let failure { throw failure }
             let left = timeout - (ContinuousClock.now - start)
             if left <= .zero {
                 // One last look: a completion may be there although the time is up.
@@ -173,7 +175,6 @@ struct EngineCore {
             }
             try reap(endpoint, timeout: left, operation: "operation \(ticket.id)")
         }
-        if let failure { throw failure }
     }
 
     mutating func drain(_ endpoint: any ConnectedEndpoint, timeout: Duration) throws(TransferError) {
@@ -241,7 +242,7 @@ struct EngineCore {
     // MARK: Receiving
 
     mutating func nextArrival(_ endpoint: any ConnectedEndpoint, timeout: Duration) throws(TransferError) -> Arrival {
-        if let failure { throw failure }
+        if let failure { return try arrivedBefore(failure, endpoint) }
         guard !receives.isEmpty else { throw TransferError.invalidArgument("no receive is posted") }
         let wcs: [WorkCompletion]
         do {
@@ -255,7 +256,7 @@ struct EngineCore {
 
     /// The next arrival if one is there (never waits).
     mutating func pollArrival(_ endpoint: any ConnectedEndpoint) throws(TransferError) -> Arrival? {
-        if let failure { throw failure }
+        if let failure { return try arrivedBefore(failure, endpoint) }
         guard !receives.isEmpty else { throw TransferError.invalidArgument("no receive is posted") }
         let wcs = try TransferError.bridge { () throws(VerbsError) in try endpoint.pollReceiveCompletions(max: 1) }
         if wcs.isEmpty {
@@ -263,6 +264,16 @@ struct EngineCore {
             return nil
         }
         return try arrived(endpoint, wcs[0])
+    }
+
+    /// After a failure: a message that arrived before it (its completion is queued ahead of
+    /// the flushes, RC completes in order) is still handed out, since the peer saw it delivered;
+    /// after those, the failure.
+    private mutating func arrivedBefore(_ failure: TransferError, _ endpoint: any ConnectedEndpoint) throws(TransferError) -> Arrival {
+        guard !receives.isEmpty, let wc = (try? endpoint.pollReceiveCompletions(max: 1))?.first else { throw failure }
+        let ticket = receives.removeFirst()
+        guard wc.isSuccess else { throw failure }
+        return Arrival(ticket: ticket, byteCount: Int(wc.byteCount), immediate: wc.immediate)
     }
 
     private mutating func arrived(_ endpoint: any ConnectedEndpoint, _ wc: WorkCompletion) throws(TransferError) -> Arrival {

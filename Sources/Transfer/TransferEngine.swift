@@ -47,7 +47,10 @@ public struct Arrival: Sendable, Equatable {
 /// - The endpoint is a `Connection` (verbs) or any other `ConnectedEndpoint`, such as
 ///   VerbsEmbedded's in-memory twin, on which the same logic runs without a device.
 /// - Failure is sticky: once a work request fails (send or receive) or the connection goes
-///   down, every later call throws that same error. A timeout is not a failure.
+///   down, every later post, progress and drain throws that same error, and so does a wait for
+///   an operation that had not completed. What completed before the failure is still reported:
+///   a finished operation's wait returns, and messages that arrived before it are still handed
+///   out by `nextArrival` (the peer saw them delivered). A timeout is not a failure.
 /// - Thread safety: the engine's state sits behind one lock, which every call, synchronous or
 ///   `async`, takes; a blocking synchronous call holds it while it waits, so calls from several
 ///   threads are serialized, never interleaved. The `async` calls never block a thread on a

@@ -166,7 +166,7 @@ func guarded(_ function: StaticString, _ body: () throws -> Void) -> Int32 {
 
 /// What a handle stands for; kept in the token's low bits so one kind passed as another is caught.
 enum HandleKind: UInt, CustomStringConvertible {
-    case device = 1, vulkan, memory, listener, connection
+    case device = 1, vulkan = 2, memory = 3, listener = 4, connection = 5
 
     var description: String {
         switch self {

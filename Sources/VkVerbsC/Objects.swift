@@ -80,7 +80,8 @@ final class ListenerObject {
 /// vkv_connection: an RC connection with its own completion queues and a transfer engine.
 /// Calls on one connection are serialized by `lock`.
 final class ConnectionObject {
-    enum Op: UInt32 { case write = 1, writeImmediate, read, send, receive }
+    /// vkv_opcode in vkverbs.h: each value spelled out, so a new case cannot shift the others.
+    enum Op: UInt32 { case write = 1, writeImmediate = 2, read = 3, send = 4, receive = 5 }
 
     let device: DeviceObject
     let connection: Connection

@@ -154,6 +154,28 @@ final class EngineLogicTests: XCTestCase {
         }
     }
 
+    /// The peer saw these messages delivered, so they are not lost with the connection: a
+    /// receiver whose engine has failed (here, a re-post refused after the disconnect) still gets
+    /// every arrival that completed before it, then the failure.
+    func testArrivalsBeforeAFailureAreStillHandedOut() throws {
+        let p = try pair()
+        for k in 0..<4 { _ = try p.receiver.postReceive(try p.target.segment(offset: k * 64, length: 64)) }
+        for k in 0..<3 { try p.sender.send(try p.source.segment(offset: 0, length: 10 + k)) }
+        p.link.inject(.disconnect)
+        XCTAssertFalse(p.link.b.processEvents())
+        XCTAssertThrowsError(try p.receiver.postReceive(try p.target.segment(offset: 0, length: 64))) {
+            XCTAssertEqual($0 as? TransferError, .disconnected(operation: "receive"))
+        }
+        XCTAssertEqual(try (0..<3).map { _ in try p.receiver.nextArrival(timeout: .seconds(1)).byteCount }, [10, 11, 12])
+        XCTAssertThrowsError(try p.receiver.nextArrival(timeout: .seconds(1))) {
+            XCTAssertEqual($0 as? TransferError, .disconnected(operation: "receive"))
+        }
+        // A finished send still waits fine; one that never ran does not.
+        let ticket = try p.sender.postSend(nil)
+        XCTAssertNoThrow(try p.sender.wait(for: Ticket(id: ticket.id - 1), timeout: .zero))
+        XCTAssertThrowsError(try p.sender.wait(for: ticket, timeout: .seconds(1)))
+    }
+
     func testRNRRetryExceededOnASend() throws {
         let p = try pair()
         p.link.inject(.failNextSend(.rnrRetryExceeded), on: .a)

@@ -64,7 +64,12 @@ final class StreamLogicTests: XCTestCase {
             result.withLock { $0 = got }
             done.signal()
         }
-        let mine = try send(lines)
+        let mine: SequencedStream.Summary
+        do { mine = try send(lines) } catch {
+            _ = done.wait(timeout: .now() + 30)
+            XCTFail("the sender failed: \(error)\n\(lines.all)")
+            throw error
+        }
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "the receiver finishes")
         let theirs = try XCTUnwrap(result.withLock { $0 }).get()
         return (mine, theirs, lines.all)
