@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "SelfTest", "PingPong", "VulkanMemory", "NumberedStream",
+                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "Transfer", "NumberedStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "VerbsTests", dependencies: ["Verbs", "VerbsEmbedded", "SelfTest", "RDMATestSupport"]),
         .testTarget(
             name: "VulkanMemoryTests",
-            dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
+            dependencies: ["VulkanMemory", "CVulkan", "Verbs"],
             exclude: ["Shaders/pattern.comp"]
         ),
         .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
