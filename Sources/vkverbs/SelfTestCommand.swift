@@ -11,18 +11,13 @@ struct SelfTestCommand: ParsableCommand {
         commandName: "selftest",
         abstract: "Connect to this host through rdmacm and verify send/recv, RDMA write and RDMA read.")
 
-    @Option(help: "Local address of the RDMA device (default: VKVERBS_FABRIC_ADDR, else the device's RoCE v2 address).")
-    var address: String?
+    @OptionGroup var rdma: RDMAPortOptions
     @Option(help: "Seconds each step may take.") var timeout: Int = 60
 
     func run() throws {
-        let env: RDMAEnvironment
-        switch RDMAEnvironment.detect() {
-        case let .success(e): env = e
-        case let .failure(reason): fail(reason)
-        }
-        let address = self.address ?? env.address
-        print("selftest: device \(env.context.name) port \(env.port.number) (\(env.port.state.rawValue), MTU \(env.port.activeMTU?.bytes ?? 0)), address \(address)")
+        let local = rdma.localPort()
+        let address = local.address
+        print("selftest: device \(local.context.name) port \(local.port.number) (\(local.port.state.rawValue), MTU \(local.port.activeMTU?.bytes ?? 0)), address \(address)")
         let options = ExchangeOptions(stepTimeout: .seconds(timeout))
         do {
             let (server, client) = try Loopback.run(address: address, options: options)
