@@ -66,10 +66,11 @@ test-stream-fault: release
 	$(FABRIC) two-hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/stream-two-hosts
 
 # The CLI's loopback: Vulkan memory both ways over rxe with every strategy, the NV path through
-# the emulation layer included.
+# the emulation layer included; the fabric names the device and its address.
 test-loopback: vulkan-layer
-	$(FABRIC) run -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) \
-	  .build/debug/vkverbs loopback --layer --size 1 --size 4095 --size 262144
+	$(FABRIC) run -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) bash -c \
+	  '.build/debug/vkverbs loopback --device "$$VKVERBS_RDMA_DEVICE" --address "$$VKVERBS_FABRIC_ADDR" \
+	   --layer --size 1 --size 4095 --size 262144'
 
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 $(FABRIC) run -- $(TEST_BINARY)

@@ -41,7 +41,10 @@ let package = Package(
         .target(name: "PingPong", dependencies: [
             "Verbs", "VulkanMemory", "CVerbs", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // The end-to-end exchange shared by the CLI's self-test and the RDMA tests.
+        // The CLI's exercises: the end-to-end exchanges behind `vkverbs selftest`, `loopback`,
+        // `exchange` and `gpu-exchange`, the in-process connected pair `transfer-bench` measures
+        // over, and the test bytes they verify (Pattern). The RDMA tests reuse them; what only the
+        // tests use lives in RDMATestSupport.
         .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory"]),
         // The numbered, checksummed stream that survives faults (`vkverbs stream`).
         .target(name: "NumberedStream", dependencies: ["Verbs", "Transfer"]),
@@ -68,19 +71,21 @@ let package = Package(
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "SelfTest", "PingPong", "VulkanMemory", "NumberedStream",
+                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "Transfer", "NumberedStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // What every RDMA test target shares: find an active port or skip (fail inside the fabric).
-        .target(name: "RDMATestSupport", dependencies: ["Verbs", "SelfTest"]),
+        // What only the tests use: the fabric's device and address from its environment
+        // (RDMAEnvironment), a base class that finds an active port or skips (fails inside the
+        // fabric), running a child process.
+        .target(name: "RDMATestSupport", dependencies: ["Verbs"]),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs", "VerbsEmbedded", "SelfTest", "RDMATestSupport"]),
         .testTarget(
             name: "VulkanMemoryTests",
-            dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
+            dependencies: ["VulkanMemory", "CVulkan", "Verbs"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
         ]),

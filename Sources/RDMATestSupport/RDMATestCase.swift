@@ -1,5 +1,4 @@
 import Foundation
-import SelfTest
 import Verbs
 import XCTest
 

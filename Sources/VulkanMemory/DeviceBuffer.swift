@@ -211,3 +211,17 @@ public final class DeviceBuffer: Sendable {
         }
     }
 }
+
+extension DeviceBuffer {
+    /// A buffer in memory type `memoryTypeIndex` (of `PhysicalDevice.memorySnapshot()`), mapped
+    /// when `map` (the type must be HOST_VISIBLE then). For measuring or comparing memory types;
+    /// throws `.noMemoryType` when the buffer cannot live in that type.
+    public convenience init(device: VulkanDevice, size: UInt64, memoryTypeIndex: Int, map: Bool) throws(VulkanError) {
+        guard size > 0 else { throw .invalidArgument("buffer size must be > 0") }
+        guard (0..<32).contains(memoryTypeIndex) else { throw .invalidArgument("memory type index \(memoryTypeIndex)") }
+        try self.init(device: device, plan: BufferPlan(
+            size: size, typeBits: UInt32(1) << UInt32(memoryTypeIndex),
+            required: map ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue : 0,
+            needs: "memory type \(memoryTypeIndex)\(map ? " (HOST_VISIBLE, to map it)" : "")", map: map))
+    }
+}

@@ -9,8 +9,7 @@ struct LoopbackCommand: ParsableCommand {
         commandName: "loopback",
         abstract: "Over a local RDMA device, connect to this host and move Vulkan memory both ways with every strategy, verified.")
 
-    @Option(help: "Local address of the RDMA device (default: VKVERBS_FABRIC_ADDR, else the device's RoCE v2 address).")
-    var address: String?
+    @OptionGroup var rdma: RDMAPortOptions
     @Option(help: "Vulkan device index.") var vulkanDevice: Int = 0
     @Option(help: "Strategies to try (default: all): rdmaAddress, dmaBuf, hostPointerImport, hostVisible, staged.")
     var strategy: [String] = []
@@ -26,19 +25,15 @@ struct LoopbackCommand: ParsableCommand {
     }
 
     func run() throws {
-        let env: RDMAEnvironment
-        switch RDMAEnvironment.detect() {
-        case let .success(e): env = e
-        case let .failure(reason): fail(reason)
-        }
+        let local = rdma.localPort()
         let device: VulkanDevice
         do {
             device = try VulkanDevice(instance: try makeVulkanInstance(layer: layer), deviceIndex: vulkanDevice)
         } catch {
             fail("Vulkan: \(error)")
         }
-        let address = self.address ?? env.address
-        print("loopback: RDMA \(env.context.name) at \(address), Vulkan \(device.physicalDevice.name)")
+        let address = local.address
+        print("loopback: RDMA \(local.context.name) at \(address), Vulkan \(device.physicalDevice.name)")
         let strategies = strategy.isEmpty ? MemoryStrategy.allCases : strategy.compactMap(MemoryStrategy.init(rawValue:))
         let checks: [LoopbackCheck]
         do {

@@ -6,7 +6,7 @@ import Transfer
 import Verbs
 import VulkanMemory
 
-/// Issue 5's benchmark: the engine's throughput from each memory strategy, and the staged
+/// The engine's throughput from each memory strategy, and the staged
 /// pipeline's overlap efficiency = pipeline throughput / min(GPU copy, link) measured in the same run.
 struct TransferBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +19,7 @@ struct TransferBenchCommand: ParsableCommand {
     @Option(help: "Staged pipeline: bounce buffers.") var slots: Int = 3
     @Option(help: "Staged pipeline: bytes per transfer.") var stagedSize: Int = 64 << 20
     @Option(help: "Vulkan device index.") var vulkanDevice: Int = 0
+    @OptionGroup var rdma: RDMAPortOptions
     @Flag(help: "Print JSON.") var json = false
 
     struct Row: Codable { var strategy: String; var bytes: Int; var messages: Int; var mbps: Double }
@@ -29,18 +30,14 @@ struct TransferBenchCommand: ParsableCommand {
     struct Output: Codable { var device: String; var vulkan: String; var rows: [Row]; var overlap: Overlap? }
 
     func run() throws {
-        let env: RDMAEnvironment
-        switch RDMAEnvironment.detect() {
-        case let .success(e): env = e
-        case let .failure(reason): fail(reason)
-        }
+        let local = rdma.localPort()
         do {
             let vk = try VulkanDevice(instance: try makeVulkanInstance(layer: false), deviceIndex: vulkanDevice)
-            let pair = try ConnectedPair(address: env.address)
+            let pair = try ConnectedPair(address: local.address)
             let engine = try TransferEngine(connection: pair.client, options: .init(timeout: .seconds(300)))
             let sizes = size.isEmpty ? [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20] : size
             let target = try pair.server.pd.register(HostBuffer(count: max(sizes.max()!, stagedSize)), access: .remote)
-            var out = Output(device: env.context.name, vulkan: vk.physicalDevice.name, rows: [], overlap: nil)
+            var out = Output(device: local.context.name, vulkan: vk.physicalDevice.name, rows: [], overlap: nil)
             for strategy in MemoryStrategy.allCases {
                 for bytes in sizes {
                     guard let allocation = try? vk.allocate(size: UInt64(bytes), strategy: strategy, nic: pair.client.pd) else { break }

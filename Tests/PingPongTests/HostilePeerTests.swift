@@ -1,7 +1,6 @@
 import Foundation
 @testable import PingPong
 import RDMATestSupport
-import SelfTest
 import Verbs
 import VulkanMemory
 import XCTest

@@ -2,7 +2,6 @@ import Foundation
 import CVerbs
 @testable import PingPong
 import RDMATestSupport
-import SelfTest
 import Verbs
 import VulkanMemory
 import XCTest

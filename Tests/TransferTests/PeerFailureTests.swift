@@ -1,6 +1,5 @@
 import Foundation
 import RDMATestSupport
-import SelfTest
 import Transfer
 import Verbs
 import XCTest

@@ -1,6 +1,5 @@
 import Foundation
 import RDMATestSupport
-import SelfTest
 import Verbs
 import XCTest
 

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Verbs
 
-/// The one place that finds an RDMA device with an active port, or says why there is none.
+/// The one place the tests find an RDMA device with an active port, or say why there is none.
 /// Tests skip with that reason outside the fabric and fail with it inside (VKVERBS_REQUIRE_RDMA=1).
 public struct RDMAEnvironment: Sendable {
     public let context: Context
@@ -14,16 +14,12 @@ public struct RDMAEnvironment: Sendable {
 
     public static var isRequired: Bool { environment("VKVERBS_REQUIRE_RDMA") == "1" }
 
-    /// The device named by VKVERBS_RDMA_DEVICE (the fabric sets it), else the first with an active port.
+    /// The device named by VKVERBS_RDMA_DEVICE and the address in VKVERBS_FABRIC_ADDR (the fabric
+    /// sets both), else the first device with an active port and its RoCE v2 address.
     public static func detect() -> Result<RDMAEnvironment, RDMAUnavailable> {
         do throws(VerbsError) {
-            let context = try Context.open(name: environment("VKVERBS_RDMA_DEVICE"))
-            let port = try context.activePort()
-            guard let gid = port.roceV2GID ?? port.gids.first else {
-                return .failure(RDMAUnavailable(reason: "\(context.name) port \(port.number) has no GID"))
-            }
-            let address = environment("VKVERBS_FABRIC_ADDR") ?? gid.gid.ipv4 ?? gid.address
-            return .success(RDMAEnvironment(context: context, port: port, gid: gid, address: address))
+            let local = try LocalPort.find(device: environment("VKVERBS_RDMA_DEVICE"), address: environment("VKVERBS_FABRIC_ADDR"))
+            return .success(RDMAEnvironment(context: local.context, port: local.port, gid: local.gid, address: local.address))
         } catch {
             return .failure(RDMAUnavailable(reason: error.description))
         }
