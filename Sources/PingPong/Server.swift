@@ -199,10 +199,10 @@ public final class PingPongServer: Sendable {
         guard let request = admission.request.take() else { return }
         let asked = admission.asked
         let peer = try establish(request, asked)
-        defer { try? peer.connection.disconnect(timeout: .seconds(2)) }
+        defer { try? peer.endpoint.disconnect(timeout: .seconds(2)) }
         log("client connected: \(asked.operation.rawValue) \(asked.measurement.rawValue), \(peer.memory.description) here, "
             + "\(asked.memory.rawValue) memory on the client")
-        try run(peer, asked)
+        try ServerSession(peer: peer, operation: asked.operation, measurement: asked.measurement, log: log).run()
     }
 
     /// Builds the session's resources (within the budget charged on admission) and accepts; the
@@ -233,69 +233,11 @@ public final class PingPongServer: Sendable {
         } catch {
             throw .verbs(error)
         }
-        let peer = try Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: timeout)
+        let peer = try Peer(endpoint: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: timeout)
         peer.postedReceives = Peer.receiveDepth
         peer.peerBuffer = asked.buffer
         peer.peerMailbox = asked.mailbox
         return peer
-    }
-
-    /// Serves the client's steps until it says bye. Each `start` is decoded by `StepRequest`
-    /// before any of its values is used; a hostile one ends the session with `.badRequest`.
-    private func run(_ peer: Peer, _ asked: Handshake.Request) throws(PingPongError) {
-        while true {
-            let (kind, a, b) = try peer.receiveControl(nil, what: "waiting for the client's next step")
-            if kind == .bye { log("client done"); return }
-            // The client says how much it inlines; we answer likewise, within our cap.
-            let request = try StepRequest(kind: kind, a: a, b: b, bufferHalf: peer.half,
-                                          inlineCap: peer.memory.canInline ? Int(clamping: peer.qp.capabilities.maxInlineData) : 0)
-            peer.inlineLimit = request.inline
-            try step(peer, operation: asked.operation, measurement: asked.measurement, size: request.size, total: request.total)
-        }
-    }
-
-    /// One step of `size` bytes (1...peer.half) and at most `total` iterations, both checked by `StepRequest`.
-    private func step(_ peer: Peer, operation: RDMAOperation, measurement: MeasurementKind, size: Int, total: Int) throws(PingPongError) {
-        if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
-        peer.watchMailbox = true
-        peer.peerFinishedEarly = false
-        defer { peer.watchMailbox = false }
-        try peer.sendControl(.ready)
-        if measurement == .latency {
-            // A read needs no answer, so nothing is prepared for it.
-            let prepared = operation == .read ? nil : try peer.prepare(operation, size: size)
-            var i = 0
-            loop: while i < total {
-                switch operation {
-                case .write:
-                    guard try peer.waitLastByte(size: size, tag: tag(i), "waiting for the client's write") else { break loop }
-                    (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: tag(i), as: UInt8.self)
-                    try peer.post(prepared!)
-                case .writeImm:
-                    guard try peer.waitReceive("waiting for the client's write with immediate") != nil else { break loop }
-                    try peer.post(prepared!, immediate: UInt32(truncatingIfNeeded: i))
-                    try peer.postReceives()
-                case .send:
-                    guard try peer.waitReceive("waiting for the client's message") != nil else { break loop }
-                    try peer.post(prepared!)
-                    try peer.postReceives()
-                case .read:
-                    break loop  // The client reads on its own; nothing to answer.
-                }
-                try peer.reapSends()
-                i += 1
-            }
-        } else if operation == .writeImm || operation == .send {
-            // Consume (and re-post) receives until the client says it is done.
-            while try peer.waitReceive("receiving the client's messages") != nil { try peer.postReceives() }
-            // RC ordering: every message posted before the client's "done" has landed; take their completions.
-            while (try? peer.qp.receiveCQ.poll(max: 16) { _ in peer.postedReceives -= 1 }) ?? 0 > 0 {}
-            try peer.postReceives()
-        }
-        try peer.waitSend("draining the send queue")
-        peer.watchMailbox = false
-        _ = try peer.receiveControl(.done, what: "waiting for the client to finish the step")
-        try peer.sendControl(.done)
     }
 }
 
