@@ -80,7 +80,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs", "SelfTest"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "SelfTest", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
         ]),
