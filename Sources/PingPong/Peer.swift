@@ -40,8 +40,8 @@ final class Peer {
     /// The first half of the buffer, where every receive lands.
     let receiveHalf: LocalSegment
 
-    /// `memory`, `mailbox` (`mailboxSize` bytes, remote write) and `outbox` (`mailboxSize` bytes)
-    /// must be host-visible where noted and registered in `endpoint.pd`.
+    /// `memory`, `mailbox` and `outbox` are registered in `endpoint.pd`; the mailbox (open to
+    /// remote write) and the outbox are `mailboxSize` bytes of host memory each.
     init(endpoint: any ConnectedEndpoint, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion,
          timeout: Duration) throws(PingPongError) {
         self.endpoint = endpoint
