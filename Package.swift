@@ -85,7 +85,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VulkanMemory", "RDMATestSupport"]),
+        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
         ]),

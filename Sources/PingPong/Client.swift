@@ -62,7 +62,7 @@ public enum PingPongClient {
             throw .verbs(error)
         }
         defer { try? connection.disconnect(timeout: .seconds(2)) }
-        let peer = try Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
+        let peer = try Peer(endpoint: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
         let answer = try v { () throws(VerbsError) in try Handshake.decodeAnswer(connection.peerPrivateData) }
         if let secret { try Handshake.verifyAnswer(connection.peerPrivateData, request: request, secret: secret) }
         peer.peerBuffer = answer.buffer
@@ -72,9 +72,22 @@ public enum PingPongClient {
         if let asked = config.inline, asked > granted {
             progress("inline: the device grants \(granted) bytes of inline data, not the \(asked) asked")
         }
+        return try measure(peer, config, device: deviceName, progress: progress)
+    }
 
+    /// Measures every size of `config` over `peer`, which is connected and knows the server's
+    /// buffer and mailbox (`peerBuffer`, `peerMailbox`) and what it may inline (`inlineLimit`),
+    /// then says bye. Posts the receives a send or write-with-immediate step needs, where they
+    /// are not posted yet. Ctrl-C (`stopRequested`) ends it with what was measured; every wait is
+    /// bounded by the peer's timeout.
+    static func measure(_ peer: Peer, _ config: PingPongConfiguration, device: String,
+                        progress: (String) -> Void) throws(PingPongError) -> PingPongResult {
+        if config.operation == .write && config.measurement == .latency && peer.memory.hostBytes == nil {
+            throw .protocolError("write latency spins on the buffer's last byte, which the host cannot see in \(peer.memory.description)")
+        }
+        if config.operation == .send || config.operation == .writeImm { try peer.postReceives() }
         var result = PingPongResult(operation: config.operation, measurement: config.measurement,
-                                    memory: r.memory.description, device: deviceName)
+                                    memory: peer.memory.description, device: device)
         result.inlineBytes = config.operation == .read ? 0 : peer.inlineLimit
         for size in config.sizes {
             do throws(PingPongError) {
@@ -209,7 +222,7 @@ public enum PingPongClient {
     private static func stream(_ peer: Peer, _ request: SendRequest, count: Int, window: Int,
                                label: String?, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
         let moderation = max(1, min(64, window / 2))
-        let qp = peer.qp
+        let endpoint = peer.endpoint
         var checkpoints: [(count: Int, nanoseconds: UInt64)] = []
         checkpoints.reserveCapacity(count / moderation + 2)
         var posted = 0, completed = 0
@@ -220,17 +233,19 @@ public enum PingPongClient {
             while posted < count && posted - completed < window {
                 let signaled = (posted + 1) % moderation == 0 || posted + 1 == count
                 try v { () throws(VerbsError) in
-                    try qp.postSend(SendRequest(id: UInt64(posted + 1), operation: request.operation, segment: request.segment,
+                    try endpoint.postSend(SendRequest(id: UInt64(posted + 1), operation: request.operation, segment: request.segment,
                                                 signaled: signaled, inline: request.inline))
                 }
                 posted += 1
             }
             var failure: WorkCompletion?
-            let n = (try? qp.sendCQ.poll(max: 16) { wc in
-                if !wc.isSuccess { failure = wc; return }
-                completed = Int(clamping: wc.workRequestID)
-                checkpoints.append((completed, vkv_monotonic_ns() - start))
-            }) ?? 0
+            let n = try v { () throws(VerbsError) in
+                try peer.pollSends { wc in
+                    if !wc.isSuccess { if failure == nil { failure = wc }; return }
+                    completed = Int(clamping: wc.workRequestID)
+                    checkpoints.append((completed, vkv_monotonic_ns() - start))
+                }
+            }
             if let failure { do { try failure.check() } catch { throw .verbs(error) } }
             let now = vkv_monotonic_ns()
             if n > 0 {

@@ -16,6 +16,18 @@ final class PingPongMemory {
         return UInt64(UInt(bitPattern: hostBytes)) == region.address
     }
 
+    /// `size` bytes of host memory registered in `pd`: what `kind: .host` gives, without Vulkan.
+    init(hostMemoryOf size: Int, pd: ProtectionDomain, access: AccessFlags) throws(PingPongError) {
+        do {
+            let buffer = try HostBuffer(count: size)
+            region = try pd.register(buffer, access: access)
+            hostBytes = buffer.pointer
+            description = "host memory"
+        } catch {
+            throw .verbs(error)
+        }
+    }
+
     init(kind: MemoryKind, size: Int, pd: ProtectionDomain, access: AccessFlags, vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError) {
         do {
             if kind == .host {

@@ -5,11 +5,21 @@ import Verbs
 /// Set from a signal handler (Ctrl-C): loops stop and report what they measured.
 public let stopRequested = Atomic<Bool>(false)
 
-/// What both sides share: the connection, the data buffer, a mailbox the peer RDMA-writes
-/// control messages into (so control never competes with data for posted receives), and
-/// the spin loops with their timeouts.
+/// What both sides share: the connected endpoint, the data buffer, a mailbox the peer
+/// RDMA-writes control messages into (so control never competes with data for posted
+/// receives), and the spin loops with their timeouts.
+///
+/// The endpoint is a `Connection` (verbs) or any other `ConnectedEndpoint` (VerbsEmbedded's
+/// in-memory twin in tests); the memory, mailbox and outbox are registered in its `pd`.
+/// Everything goes through the endpoint, with two fast paths for verbs that keep a latency
+/// iteration at most one indirect call dearer than direct verbs calls: requests posted many
+/// times go through the endpoint's `PreparedPost` (a `PreparedSend` on verbs), and the polls and
+/// receive posts of the spin loops go straight to the connection's queue pair when the endpoint
+/// is a `Connection`. Either way the same work requests go out.
 final class Peer {
-    let connection: Connection
+    let endpoint: any ConnectedEndpoint
+    /// The connection's queue pair when the endpoint is a `Connection`: the spin loops' fast path.
+    private let verbs: QueuePair?
     let memory: PingPongMemory
     let mailbox: MemoryRegion
     let outbox: MemoryRegion
@@ -27,17 +37,32 @@ final class Peer {
     static let heartbeatOffset: UInt64 = 32
     private var heartbeat: UInt64 = 0
 
-    var qp: QueuePair { connection.queuePair }
     /// The first half of the buffer, where every receive lands.
     let receiveHalf: LocalSegment
 
-    init(connection: Connection, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion, timeout: Duration) throws(PingPongError) {
-        self.connection = connection
+    /// `memory`, `mailbox` and `outbox` are registered in `endpoint.pd`; the mailbox (open to
+    /// remote write) and the outbox are `mailboxSize` bytes of host memory each.
+    init(endpoint: any ConnectedEndpoint, memory: PingPongMemory, mailbox: MemoryRegion, outbox: MemoryRegion,
+         timeout: Duration) throws(PingPongError) {
+        self.endpoint = endpoint
+        verbs = (endpoint as? Connection)?.queuePair
         self.memory = memory
         self.mailbox = mailbox
         self.outbox = outbox
         self.timeout = timeout
         do { receiveHalf = try memory.region.segment(offset: 0, length: memory.region.length / 2) } catch { throw .verbs(error) }
+    }
+
+    /// A peer on an already connected `endpoint` with a buffer of two `bufferSize`-byte halves of
+    /// host memory (registered with `access`), a mailbox and an outbox, all in `endpoint.pd`. The
+    /// caller sets `peerBuffer` and `peerMailbox` to what the other side told it.
+    static func onHostMemory(_ endpoint: any ConnectedEndpoint, bufferSize: Int, access: AccessFlags,
+                             timeout: Duration) throws(PingPongError) -> Peer {
+        let (doubled, overflow) = bufferSize.multipliedReportingOverflow(by: 2)
+        guard bufferSize >= 1, !overflow else { throw .verbs(.invalidArgument("buffer size \(bufferSize) out of range")) }
+        let memory = try PingPongMemory(hostMemoryOf: doubled, pd: endpoint.pd, access: access)
+        let (mailbox, outbox) = try Resources.mailboxes(pd: endpoint.pd)
+        return try Peer(endpoint: endpoint, memory: memory, mailbox: mailbox, outbox: outbox, timeout: timeout)
     }
 
     var timeoutNanoseconds: UInt64 { UInt64(timeout.components.seconds) * 1_000_000_000 + UInt64(timeout.components.attoseconds / 1_000_000_000) }
@@ -50,7 +75,7 @@ final class Peer {
     /// Fails when the peer disconnected (read from the connection's events) or the user stopped.
     func checkAlive(_ what: String) throws(PingPongError) {
         if stopRequested.load(ordering: .relaxed) { throw .interrupted }
-        if !connection.processEvents() { throw .peerGone("while \(what)") }
+        if !endpoint.processEvents() { throw .peerGone("while \(what)") }
         if watchMailbox && controlArrived { peerFinishedEarly = true }
     }
 
@@ -68,9 +93,9 @@ final class Peer {
         for (index, word) in ControlMessage(sequence: sendSeq, kind: kind, a: a, b: b).words.enumerated() {
             out.storeBytes(of: word, toByteOffset: index * 8, as: UInt64.self)
         }
-        let message: PreparedSend
+        let message: any PreparedPost
         do {
-            message = try PreparedSend(queuePair: qp, request: SendRequest(id: 0, operation: .write(peerMailbox, offset: 0), segment: try outbox.segment()))
+            message = try endpoint.prepare(SendRequest(id: 0, operation: .write(peerMailbox, offset: 0), segment: try outbox.segment()))
         } catch {
             throw .verbs(error)
         }
@@ -121,8 +146,8 @@ final class Peer {
         scratch.storeBytes(of: value, as: UInt64.self)
         let segment = try v { () throws(VerbsError) in try outbox.segment(offset: Int(Self.heartbeatOffset), length: 8) }
         try v { () throws(VerbsError) in
-            try qp.postSend(SendRequest(id: 0, operation: .write(peerMailbox, offset: Self.heartbeatOffset), segment: segment,
-                                        signaled: false, inline: true))
+            try endpoint.postSend(SendRequest(id: 0, operation: .write(peerMailbox, offset: Self.heartbeatOffset), segment: segment,
+                                              signaled: false, inline: true))
         }
     }
 
@@ -130,7 +155,7 @@ final class Peer {
 
     /// Posts a prepared request; unsignaled ones are retired by the next signaled one, and one
     /// in 32 is signaled so the send queue never fills up with unretired requests.
-    func post(_ prepared: PreparedSend, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
+    func post(_ prepared: any PreparedPost, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
         wrID += 1
         let signal = signaled || unsignaled >= 31
         do { try prepared.post(id: wrID, signaled: signal, immediate: immediate) } catch { throw .verbs(error) }
@@ -153,9 +178,9 @@ final class Peer {
     }
 
     /// `request`, checked and built once for the step's loop.
-    func prepare(_ operation: RDMAOperation, size: Int) throws(PingPongError) -> PreparedSend {
+    func prepare(_ operation: RDMAOperation, size: Int) throws(PingPongError) -> any PreparedPost {
         let built = try request(operation, size: size)
-        do { return try PreparedSend(queuePair: qp, request: built) } catch { throw .verbs(error) }
+        do { return try endpoint.prepare(built) } catch { throw .verbs(error) }
     }
 
     /// Messages up to this many bytes are posted inline: what was asked, within this QP's cap.
@@ -168,7 +193,7 @@ final class Peer {
     func reapSends() throws(PingPongError) {
         while pendingSignals > 0 {
             var failure: WorkCompletion?
-            let n = (try? qp.sendCQ.poll(max: 16) { wc in if !wc.isSuccess { failure = wc } }) ?? 0
+            let n = try v { () throws(VerbsError) in try pollSends { wc in if !wc.isSuccess && failure == nil { failure = wc } } }
             if let failure { do { try failure.check() } catch { throw .verbs(error) } }
             if n == 0 { return }
             pendingSignals -= n
@@ -197,7 +222,7 @@ final class Peer {
         var spins = 0
         while true {
             let got: WorkCompletion?
-            do { got = try qp.receiveCQ.pollOne() } catch { throw .verbs(error) }
+            do { got = try pollOneReceive() } catch { throw .verbs(error) }
             if let wc = got {
                 guard wc.isSuccess else {
                     if wc.status == .flushed { throw .peerGone("while \(what)") }
@@ -219,8 +244,43 @@ final class Peer {
     /// Keeps `receiveDepth` receives posted into the receive half (sends and write-with-immediate consume them).
     func postReceives() throws(PingPongError) {
         while postedReceives < Self.receiveDepth {
-            do { try qp.postReceive(id: 0, segment: receiveHalf) } catch { throw .verbs(error) }
+            do {
+                if let verbs { try verbs.postReceive(id: 0, segment: receiveHalf) } else { try endpoint.postReceive(id: 0, segment: receiveHalf) }
+            } catch {
+                throw .verbs(error)
+            }
             postedReceives += 1
+        }
+    }
+
+    /// Takes up to 16 send completions that are there, without waiting, and hands each to `body`.
+    /// Returns how many there were.
+    func pollSends(_ body: (WorkCompletion) -> Void) throws(VerbsError) -> Int {
+        if let verbs { return try Self.poll(verbs.sendCQ, body) }
+        let got = try endpoint.pollSendCompletions(max: 16)
+        got.forEach(body)
+        return got.count
+    }
+
+    /// Takes up to 16 receive completions that are there, without waiting, and hands each to
+    /// `body`. Returns how many there were. `postedReceives` is the caller's to keep.
+    func pollReceives(_ body: (WorkCompletion) -> Void) throws(VerbsError) -> Int {
+        if let verbs { return try Self.poll(verbs.receiveCQ, body) }
+        let got = try endpoint.pollReceiveCompletions(max: 16)
+        got.forEach(body)
+        return got.count
+    }
+
+    /// At most one receive completion, without waiting or allocating on verbs.
+    private func pollOneReceive() throws(VerbsError) -> WorkCompletion? {
+        if let verbs { return try verbs.receiveCQ.pollOne() }
+        return try endpoint.pollReceiveCompletions(max: 1).first
+    }
+
+    /// `CompletionQueue.poll` with a body that cannot throw: only its own errors come out.
+    private static func poll(_ cq: CompletionQueue, _ body: (WorkCompletion) -> Void) throws(VerbsError) -> Int {
+        do { return try cq.poll(max: 16, body) } catch let error as VerbsError { throw error } catch {
+            throw VerbsError.invalidArgument("polling \(cq) failed: \(error)")
         }
     }
 

@@ -17,7 +17,10 @@ import VulkanMemory
 /// holds up nobody. From admission until its thread ends, a session counts against
 /// `maxSessions` and holds its charge on `budget`.
 public final class PingPongServer: Sendable {
-    public let listener: Listener
+    /// The rdmacm listener the server takes clients from (nil only for a server over another
+    /// `SessionAcceptor`, which tests make).
+    public let listener: Listener!
+    let acceptor: any SessionAcceptor
     public let memory: MemoryKind
     public let timeout: Duration
     /// How long an admitted client has to complete the connection handshake: the session
@@ -47,14 +50,25 @@ public final class PingPongServer: Sendable {
 
     /// `maxMemory` bounds the bytes of buffers (and mailboxes) the sessions hold together, and any
     /// one session's; a request over either is refused before anything is allocated for it.
-    public init(bind: String?, port: UInt16, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
-                maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
-                vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
-                log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
-        guard maxSessions >= 1 else { throw .verbs(.invalidArgument("the session limit must be at least 1, got \(maxSessions)")) }
-        guard timeout > .zero else { throw .verbs(.invalidArgument("the timeout must be positive, got \(timeout)")) }
+    public convenience init(bind: String?, port: UInt16, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
+                            maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+                            vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
+                            log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
+        try Self.check(maxSessions: maxSessions, timeout: timeout)
+        let listener = try v { () throws(VerbsError) in try Listener(address: bind, port: port, backlog: 256) }
+        try self.init(acceptor: RDMASessionAcceptor(listener: listener), listener: listener, memory: memory, timeout: timeout,
+                      maxSessions: maxSessions, maxMemory: maxMemory, secret: secret, vulkan: vulkan, log: log)
+    }
+
+    /// A server over `acceptor` (the public initializer's is rdmacm's listener, `listener`).
+    init(acceptor: any SessionAcceptor, listener: Listener?, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
+         maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+         vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
+         log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
+        try Self.check(maxSessions: maxSessions, timeout: timeout)
         budget = try MemoryBudget(total: maxMemory)
-        listener = try v { () throws(VerbsError) in try Listener(address: bind, port: port, backlog: 256) }
+        self.acceptor = acceptor
+        self.listener = listener
         self.memory = memory
         self.timeout = timeout
         self.handshakeTimeout = min(timeout, Self.maxHandshakeTime)
@@ -62,6 +76,11 @@ public final class PingPongServer: Sendable {
         self.secret = secret
         self.vulkan = vulkan
         self.log = log
+    }
+
+    private static func check(maxSessions: Int, timeout: Duration) throws(PingPongError) {
+        guard maxSessions >= 1 else { throw .verbs(.invalidArgument("the session limit must be at least 1, got \(maxSessions)")) }
+        guard timeout > .zero else { throw .verbs(.invalidArgument("the timeout must be positive, got \(timeout)")) }
     }
 
     /// Sessions running now (half-open handshakes included), the most that ever ran at once, and
@@ -80,11 +99,10 @@ public final class PingPongServer: Sendable {
         var taken = 0
         while maxClients.map({ taken < $0 }) ?? true {
             if stopRequested.load(ordering: .relaxed) || stopped.load(ordering: .acquiring) { break }
-            let request: ConnectionRequest
+            let request: any SessionRequest
             do {
-                request = try listener.accept(timeout: .seconds(1))
-            } catch .timedOut {
-                continue
+                guard let next = try acceptor.next(wait: .seconds(1)) else { continue }
+                request = next
             } catch {
                 log("accept failed: \(error)")
                 failures.add(1, ordering: .relaxed)
@@ -119,32 +137,25 @@ public final class PingPongServer: Sendable {
     /// An admitted request on its way to its session thread: the request itself (which that
     /// thread answers), what it asked, and its charge on the budget.
     private struct Admission: Sendable {
-        let request: Handoff
+        let request: any SessionRequest
         let asked: Handshake.Request
         let reservation: MemoryBudget.Reservation
-    }
-
-    /// A connection request handed from the accept loop to the session thread, taken once.
-    private final class Handoff: Sendable {
-        private let request: Mutex<ConnectionRequest?>
-        init(_ request: consuming sending ConnectionRequest) { self.request = Mutex(Optional(request)) }
-        func take() -> ConnectionRequest? { request.withLock { $0.take() } }
     }
 
     /// The accept loop's checks, in the order of cost: limit, format, secret, replay, budget.
     /// Nothing is allocated or registered here. Every refusal rejects the request, so the client
     /// learns why at once. Throws `.rejected` for what may pass later (busy, budget spent for now).
-    private func admit(_ request: consuming sending ConnectionRequest) throws(PingPongError) -> Admission {
+    private func admit(_ request: any SessionRequest) throws(PingPongError) -> Admission {
         let running = active.load(ordering: .acquiring)
         if running >= maxSessions {
-            try? request.reject(privateData: Array("busy: \(running) of \(maxSessions) sessions running".utf8))
+            request.reject("busy: \(running) of \(maxSessions) sessions running")
             throw .rejected("busy: \(running) of \(maxSessions) sessions running")
         }
         let asked: Handshake.Request
         do {
             asked = try Handshake.decodeRequest(request.privateData)
         } catch {
-            try? request.reject(privateData: Array("bad request".utf8))
+            request.reject("bad request")
             throw .verbs(error)
         }
         if let secret {
@@ -152,7 +163,7 @@ public final class PingPongServer: Sendable {
                 try Handshake.authenticate(asked, secret: secret)
                 try replays.withLock { (guard_: inout ReplayGuard) throws(PingPongError) in try guard_.admit(asked) }
             } catch {
-                try? request.reject(privateData: Array("authentication failed".utf8))
+                request.reject("authentication failed")
                 throw error
             }
         }
@@ -160,13 +171,13 @@ public final class PingPongServer: Sendable {
         do {
             reservation = try budget.charge(MemoryBudget.cost(bufferSize: asked.bufferSize))
         } catch {
-            try? request.reject(privateData: Array(error.description.utf8))
+            request.reject(error.description)
             switch error {
             case .overPerRequest: throw .badRequest(error.description)
             case .exhausted: throw .rejected(error.description)
             }
         }
-        return Admission(request: Handoff(request), asked: asked, reservation: reservation)
+        return Admission(request: request, asked: asked, reservation: reservation)
     }
 
     /// Counts the session and starts its thread; the budget and the count are returned when the
@@ -187,115 +198,27 @@ public final class PingPongServer: Sendable {
                 }
             }
         } catch {
-            _ = admission.request.take()  // Dropped unanswered: destroyed, which the client sees as a reject.
+            admission.request.reject("no session thread")
             admission.reservation.release()
             active.subtract(1, ordering: .acquiringAndReleasing)
             throw error
         }
     }
 
-    /// The session thread's work: resources, accept, then the client's steps until it says bye.
+    /// The session thread's work: resources, accept (the client has `handshakeTimeout` to
+    /// complete the handshake), then the client's steps until it says bye.
     private func session(_ admission: Admission) throws(PingPongError) {
-        guard let request = admission.request.take() else { return }
         let asked = admission.asked
-        let peer = try establish(request, asked)
-        defer { try? peer.connection.disconnect(timeout: .seconds(2)) }
-        log("client connected: \(asked.operation.rawValue) \(asked.measurement.rawValue), \(peer.memory.description) here, "
-            + "\(asked.memory.rawValue) memory on the client")
-        try run(peer, asked)
-    }
-
-    /// Builds the session's resources (within the budget charged on admission) and accepts; the
-    /// client must complete the handshake within `handshakeTimeout`.
-    private func establish(_ request: consuming ConnectionRequest, _ asked: Handshake.Request) throws(PingPongError) -> Peer {
-        let r: (pd: ProtectionDomain, send: CompletionQueue, receive: CompletionQueue, memory: PingPongMemory,
-                mailbox: MemoryRegion, outbox: MemoryRegion)
-        do {
-            r = try Resources.make(context: request.context, config: memory, bufferSize: asked.bufferSize,
-                                   access: Resources.serverAccess(asked.operation), window: 128, vulkan: vulkan)
-        } catch {
-            try? request.reject(privateData: Array("no memory".utf8))
-            throw error
-        }
-        let connection: Connection
-        do {
-            let prepared = try request.prepare(pd: r.pd, sendCQ: r.send, receiveCQ: r.receive,
-                                               capabilities: Resources.capabilities(
-                                                   window: 128, inline: asked.measurement == .latency ? Resources.serverLatencyInline : 0))
-            // Receives go up before the accept so the client's first send finds one.
-            for _ in 0..<Peer.receiveDepth {
-                try prepared.queuePair.postReceive(id: 0, segment: try r.memory.region.segment(offset: 0, length: asked.bufferSize))
-            }
-            connection = try prepared.accept(
-                privateData: Handshake.answer(buffer: r.memory.region.remoteBuffer, mailbox: r.mailbox.remoteBuffer,
-                                              request: asked.raw, secret: secret),
-                timeout: handshakeTimeout)
-        } catch {
-            throw .verbs(error)
-        }
-        let peer = try Peer(connection: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: timeout)
-        peer.postedReceives = Peer.receiveDepth
+        let secret = self.secret
+        let peer = try admission.request.accept(SessionSetup(
+            asked: asked, memory: memory, vulkan: vulkan, timeout: timeout, handshakeTimeout: handshakeTimeout,
+            answer: { buffer, mailbox in Handshake.answer(buffer: buffer, mailbox: mailbox, request: asked.raw, secret: secret) }))
+        defer { try? peer.endpoint.disconnect(timeout: .seconds(2)) }
         peer.peerBuffer = asked.buffer
         peer.peerMailbox = asked.mailbox
-        return peer
-    }
-
-    /// Serves the client's steps until it says bye. Each `start` is decoded by `StepRequest`
-    /// before any of its values is used; a hostile one ends the session with `.badRequest`.
-    private func run(_ peer: Peer, _ asked: Handshake.Request) throws(PingPongError) {
-        while true {
-            let (kind, a, b) = try peer.receiveControl(nil, what: "waiting for the client's next step")
-            if kind == .bye { log("client done"); return }
-            // The client says how much it inlines; we answer likewise, within our cap.
-            let request = try StepRequest(kind: kind, a: a, b: b, bufferHalf: peer.half,
-                                          inlineCap: peer.memory.canInline ? Int(clamping: peer.qp.capabilities.maxInlineData) : 0)
-            peer.inlineLimit = request.inline
-            try step(peer, operation: asked.operation, measurement: asked.measurement, size: request.size, total: request.total)
-        }
-    }
-
-    /// One step of `size` bytes (1...peer.half) and at most `total` iterations, both checked by `StepRequest`.
-    private func step(_ peer: Peer, operation: RDMAOperation, measurement: MeasurementKind, size: Int, total: Int) throws(PingPongError) {
-        if let bytes = peer.memory.hostBytes { memset(bytes, 0, size) }
-        peer.watchMailbox = true
-        peer.peerFinishedEarly = false
-        defer { peer.watchMailbox = false }
-        try peer.sendControl(.ready)
-        if measurement == .latency {
-            // A read needs no answer, so nothing is prepared for it.
-            let prepared = operation == .read ? nil : try peer.prepare(operation, size: size)
-            var i = 0
-            loop: while i < total {
-                switch operation {
-                case .write:
-                    guard try peer.waitLastByte(size: size, tag: tag(i), "waiting for the client's write") else { break loop }
-                    (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: tag(i), as: UInt8.self)
-                    try peer.post(prepared!)
-                case .writeImm:
-                    guard try peer.waitReceive("waiting for the client's write with immediate") != nil else { break loop }
-                    try peer.post(prepared!, immediate: UInt32(truncatingIfNeeded: i))
-                    try peer.postReceives()
-                case .send:
-                    guard try peer.waitReceive("waiting for the client's message") != nil else { break loop }
-                    try peer.post(prepared!)
-                    try peer.postReceives()
-                case .read:
-                    break loop  // The client reads on its own; nothing to answer.
-                }
-                try peer.reapSends()
-                i += 1
-            }
-        } else if operation == .writeImm || operation == .send {
-            // Consume (and re-post) receives until the client says it is done.
-            while try peer.waitReceive("receiving the client's messages") != nil { try peer.postReceives() }
-            // RC ordering: every message posted before the client's "done" has landed; take their completions.
-            while (try? peer.qp.receiveCQ.poll(max: 16) { _ in peer.postedReceives -= 1 }) ?? 0 > 0 {}
-            try peer.postReceives()
-        }
-        try peer.waitSend("draining the send queue")
-        peer.watchMailbox = false
-        _ = try peer.receiveControl(.done, what: "waiting for the client to finish the step")
-        try peer.sendControl(.done)
+        log("client connected: \(asked.operation.rawValue) \(asked.measurement.rawValue), \(peer.memory.description) here, "
+            + "\(asked.memory.rawValue) memory on the client")
+        try ServerSession(peer: peer, operation: asked.operation, measurement: asked.measurement, log: log).run()
     }
 }
 

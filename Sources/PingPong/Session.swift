@@ -26,12 +26,18 @@ enum Resources {
         let receive = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2) }
         // Two halves: peers write into the first, we post from the second.
         let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, access: access, vulkan: vulkan)
-        // The peer RDMA-writes control messages and heartbeats into the mailbox; it never reads it.
+        let (mailbox, outbox) = try mailboxes(pd: pd)
+        return (pd, send, receive, memory, mailbox, outbox)
+    }
+
+    /// A side's mailbox and outbox, `Peer.mailboxSize` bytes of host memory each, in `pd`. The
+    /// peer RDMA-writes control messages and heartbeats into the mailbox; it never reads it.
+    static func mailboxes(pd: ProtectionDomain) throws(PingPongError) -> (mailbox: MemoryRegion, outbox: MemoryRegion) {
         let mailbox = try v { () throws(VerbsError) in
             try pd.register(try HostBuffer(count: Peer.mailboxSize), access: [.localWrite, .remoteWrite])
         }
         let outbox = try v { () throws(VerbsError) in try pd.register(try HostBuffer(count: Peer.mailboxSize), access: .local) }
-        return (pd, send, receive, memory, mailbox, outbox)
+        return (mailbox, outbox)
     }
 
     /// Least privilege: the server's buffer is open to what the client's operation does to it, no more.

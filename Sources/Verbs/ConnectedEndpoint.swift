@@ -31,6 +31,11 @@ public protocol ConnectedEndpoint: AnyObject, Sendable {
 
     /// Posts one send-queue work request; bounds and rights are checked before posting.
     func postSend(_ request: SendRequest) throws(VerbsError)
+    /// Checks and builds `request` once for posting many times (a latency loop's request);
+    /// throws what `postSend` would throw for it. `Connection` returns its `PreparedSend`
+    /// (`ibv_post_send` on a work request built once); others may repost through `postSend`.
+    /// The request's `id` and `signaled` are chosen per post.
+    func prepare(_ request: SendRequest) throws(VerbsError) -> any PreparedPost
     /// Posts one receive; `segment` nil takes zero-length messages and write-with-immediate.
     func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError)
 
@@ -49,6 +54,17 @@ public protocol ConnectedEndpoint: AnyObject, Sendable {
     func disconnect(timeout: Duration) throws(VerbsError)
 }
 
+/// A send request checked once and posted many times on the endpoint that prepared it
+/// (`ConnectedEndpoint.prepare`). Each post is one send-queue work request under the
+/// endpoint's contract. Not for use from several threads at once.
+public protocol PreparedPost: AnyObject {
+    /// Posts the request again as work request `id`, with a completion when `signaled`.
+    /// `immediate`, when given, replaces the immediate data of a write or send with immediate.
+    func post(id: UInt64, signaled: Bool, immediate: UInt32?) throws(VerbsError)
+}
+
+extension PreparedSend: PreparedPost {}
+
 extension Connection: ConnectedEndpoint {
     public var sendQueueDepth: Int { Int(queuePair.capabilities.maxSendRequests) }
     public var maxInlineData: Int { Int(queuePair.capabilities.maxInlineData) }
@@ -59,6 +75,10 @@ extension Connection: ConnectedEndpoint {
     }
 
     public func postSend(_ request: SendRequest) throws(VerbsError) { try queuePair.postSend(request) }
+
+    public func prepare(_ request: SendRequest) throws(VerbsError) -> any PreparedPost {
+        try PreparedSend(queuePair: queuePair, request: request)
+    }
 
     public func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError) {
         try queuePair.postReceive(id: id, segment: segment)

@@ -40,7 +40,9 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
         }
     }
 
-    public func postSend(_ request: SendRequest) throws(VerbsError) {
+    /// What `postSend` checks before it takes a queue slot: inline size, remote range, local
+    /// rights, the segment's domain and the message size limit.
+    func check(_ request: SendRequest) throws(VerbsError) {
         try request.check(maxInlineData: limits.maxInlineData)
         if let segment = request.segment {
             guard segment.region.pd === pd else {
@@ -50,6 +52,16 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
                 throw VerbsError.invalidArgument("a message of \(segment.length) bytes exceeds the \(limits.maxMessageSize)-byte limit")
             }
         }
+    }
+
+    /// Checks `request` now; each post of the result goes through `postSend`.
+    public func prepare(_ request: SendRequest) throws(VerbsError) -> any PreparedPost {
+        try check(request)
+        return InMemoryPreparedPost(endpoint: self, request: request)
+    }
+
+    public func postSend(_ request: SendRequest) throws(VerbsError) {
+        try check(request)
         let result: Int32? = state.core.withLock { c in
             var s = c.sides[side]
             guard s.postedSeq - s.retiredSeq < UInt64(limits.sendQueueDepth) else { return ENOMEM }

@@ -14,9 +14,11 @@ public final class InMemoryListener: Sendable {
         var id: Int
         var privateData: [UInt8]
         var link: InMemoryLink
+        /// The dialer never completes the handshake (`dialHalfOpen`).
+        var halfOpen = false
     }
 
-    private enum Outcome {
+    enum Outcome {
         case accepted([UInt8])
         case rejected([UInt8])
     }
@@ -51,7 +53,17 @@ public final class InMemoryListener: Sendable {
     /// A refusal is `.connection(.rejected)` carrying the reason; no acceptor within `timeout`
     /// is `.timedOut`.
     public func dial(privateData: [UInt8], timeout: Duration) throws(VerbsError) -> (endpoint: InMemoryEndpoint, answer: [UInt8]) {
+        try dial(timeout: timeout) { _ in privateData }
+    }
+
+    /// Connects as `dial(privateData:timeout:)`, with the private data `prepare` returns given
+    /// this side's endpoint before the request goes out: as with rdmacm, a dialer can register
+    /// memory in `endpoint.pd` first and name it in its request. The endpoint is connected only
+    /// once this returned it.
+    public func dial(timeout: Duration, prepare: (InMemoryEndpoint) -> [UInt8]) throws(VerbsError)
+        -> (endpoint: InMemoryEndpoint, answer: [UInt8]) {
         let link = InMemoryLink(sendQueueDepth: sendQueueDepth, receiveQueueDepth: receiveQueueDepth)
+        let privateData = prepare(link.a)
         let id: Int? = state.withLock { s in
             guard !s.unreachable else { return nil }
             s.nextID += 1
@@ -76,6 +88,40 @@ public final class InMemoryListener: Sendable {
                 if ContinuousClock.now >= end { throw .timedOut(operation: "connecting in memory", after: timeout) }
                 usleep(100)
             }
+        }
+    }
+
+    /// Sends a connection request with `privateData` and never completes the handshake: as a
+    /// client that sends its connect and then goes quiet. An acceptor's `accept` of it times out.
+    public func dialHalfOpen(privateData: [UInt8]) {
+        let link = InMemoryLink(sendQueueDepth: sendQueueDepth, receiveQueueDepth: receiveQueueDepth)
+        state.withLock { s in
+            s.nextID += 1
+            s.waiting.append(Request(id: s.nextID, privateData: privateData, link: link, halfOpen: true))
+        }
+    }
+
+    /// Takes the oldest request within `wait` without answering it (nil when none came): the
+    /// acceptor registers its memory in the request's `endpoint.pd` first, then answers it with
+    /// `accept` or `reject`, as with rdmacm's connection request.
+    public func take(wait: Duration) -> InMemoryConnectionRequest? {
+        let end = ContinuousClock.now.advanced(by: wait)
+        while true {
+            let request: Request? = state.withLock { s in s.waiting.isEmpty ? nil : s.waiting.removeFirst() }
+            if let request {
+                return InMemoryConnectionRequest(listener: self, id: request.id, privateData: request.privateData,
+                                                 link: request.link, halfOpen: request.halfOpen)
+            }
+            if ContinuousClock.now >= end { return nil }
+            usleep(100)
+        }
+    }
+
+    /// Settles request `id` for its dialer; an accepted one's link joins `links`.
+    func settle(_ id: Int, _ outcome: Outcome, link: InMemoryLink) {
+        state.withLock { s in
+            s.outcomes[id] = outcome
+            if case .accepted = outcome { s.links.append(link) }
         }
     }
 
