@@ -29,7 +29,7 @@ public enum VulkanLoopback {
     public static func run(address: String, device: VulkanDevice, sizes: [Int] = [1, 4095, 1 << 20],
                            strategies: [MemoryStrategy] = MemoryStrategy.allCases,
                            timeout: Duration = .seconds(60)) throws(TransferError) -> [LoopbackCheck] {
-        let pair = try verbsCall { () throws(VerbsError) in try ConnectedPair(address: address, timeout: timeout) }
+        let pair = try TransferError.bridge { () throws(VerbsError) in try ConnectedPair(address: address, timeout: timeout) }
         let options = TransferOptions(timeout: timeout)
         let client = try TransferEngine(connection: pair.client, options: options)
         let server = try TransferEngine(connection: pair.server, options: options)
@@ -91,9 +91,4 @@ public enum VulkanLoopback {
             return "FAIL: \(error)"
         }
     }
-}
-
-@inline(__always)
-func verbsCall<T>(_ body: () throws(VerbsError) -> T) throws(TransferError) -> T {
-    do { return try body() } catch { throw .verbs(error) }
 }
