@@ -1,4 +1,5 @@
 import Synchronization
+import Verbs
 
 /// The memory a server may commit to its sessions' buffers, checked before anything is allocated.
 ///
@@ -11,7 +12,7 @@ public final class MemoryBudget: Sendable {
     public let total: Int
     /// Bytes one session may hold.
     public let perRequest: Int
-    private let used = Mutex<Int>(0)
+    private let used = Locked<Int>(0)
 
     /// `perRequest` defaults to `total`. Both must be positive, and `perRequest` at most `total`.
     public init(total: Int, perRequest: Int? = nil) throws(PingPongError) {

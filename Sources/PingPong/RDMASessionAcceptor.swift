@@ -1,4 +1,3 @@
-import Synchronization
 import Verbs
 
 /// A `SessionAcceptor` over an rdmacm listener.
@@ -13,12 +12,12 @@ struct RDMASessionAcceptor: SessionAcceptor {
 /// An rdmacm connection request on its way to its session thread, taken once. One dropped
 /// unanswered is destroyed, which the client sees as a reject.
 final class RDMASessionRequest: SessionRequest {
-    private let request: Mutex<ConnectionRequest?>
+    private let request: Locked<ConnectionRequest?>
     let privateData: [UInt8]
 
     init(_ request: consuming sending ConnectionRequest) {
         privateData = request.privateData
-        self.request = Mutex(Optional(request))
+        self.request = Locked(Optional(request))
     }
 
     private func take() -> ConnectionRequest? { request.withLock { $0.take() } }

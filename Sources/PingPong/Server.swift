@@ -36,7 +36,7 @@ public final class PingPongServer: Sendable {
     private let failures = Atomic<Int>(0)
     private let busyRejections = Atomic<Int>(0)
     private let peakSessions = Atomic<Int>(0)
-    private let replays = Mutex(ReplayGuard())
+    private let replays = Locked(ReplayGuard())
     private let stopped = Atomic<Bool>(false)
 
     /// The default memory budget (`maxMemory`): 256 MiB, for all sessions and for any one of them,

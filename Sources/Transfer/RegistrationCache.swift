@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import Verbs
 
 /// Registers memory once and hands the registration out again for any range it covers,
@@ -46,7 +45,7 @@ public final class RegistrationCache: Sendable {
         var misses = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
 
     public init(pd: ProtectionDomain, maxIdleEntries: Int = 64) {

@@ -1,4 +1,3 @@
-import Synchronization
 import Verbs
 
 /// How the engine posts and waits.
@@ -59,7 +58,7 @@ public final class TransferEngine: Sendable {
     public let endpoint: any ConnectedEndpoint
     public let options: TransferOptions
     public let maxChunk: Int
-    private let core: Mutex<EngineCore>
+    private let core: Locked<EngineCore>
 
     /// The verbs connection underneath, when the endpoint is one.
     public var connection: Connection? { endpoint as? Connection }
@@ -81,7 +80,7 @@ public final class TransferEngine: Sendable {
         o.signalInterval = max(1, min(o.signalInterval, o.window))
         self.options = o
         maxChunk = max(1, min(o.maxChunk ?? (8 << 20), endpoint.maxMessageSize))
-        core = Mutex(EngineCore(options: o, maxChunk: maxChunk))
+        core = Locked(EngineCore(options: o, maxChunk: maxChunk))
     }
 
     // MARK: Posting

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CVerbs
-import Synchronization
 
 /// A completion channel (`ibv_create_comp_channel`): a file descriptor that becomes
 /// readable when an armed CQ gets a completion, so a thread can sleep instead of spin.
@@ -47,7 +46,7 @@ public final class CompletionQueue: Sendable {
     public let channel: CompletionChannel?
     public let capacity: Int
     /// Events taken with `ibv_get_cq_event` and not yet acknowledged (`ibv_ack_cq_events`).
-    private let unacknowledgedEvents = Mutex<UInt32>(0)
+    private let unacknowledgedEvents = Locked<UInt32>(0)
 
     /// `ibv_create_cq` with room for at least `capacity` completions.
     public init(context: Context, capacity: Int, channel: CompletionChannel? = nil, vector: Int32 = 0) throws(VerbsError) {

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CVerbs
-import Synchronization
 
 /// The RDMA devices the kernel exposes.
 public enum Devices {
@@ -48,7 +47,7 @@ final class CMDeviceList: Sendable {
 
     /// One list for the process: rdmacm keeps its devices open for the process' life anyway,
     /// and sharing the list means contexts compare equal by pointer.
-    private static let shared = Mutex<CMDeviceList?>(nil)
+    private static let shared = Locked<CMDeviceList?>(nil)
 
     static func get() throws(VerbsError) -> CMDeviceList {
         try shared.withLock { (list) throws(VerbsError) -> CMDeviceList in

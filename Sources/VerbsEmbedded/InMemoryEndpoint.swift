@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import Verbs
 
 /// One end of an `InMemoryLink`: a `ConnectedEndpoint` without a device. Register its memory

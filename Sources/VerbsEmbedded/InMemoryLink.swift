@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import Verbs
 
 /// Two connected in-memory endpoints, `a` and `b`, on one in-memory device: an RC connection
@@ -91,7 +90,7 @@ public final class InMemoryLink: Sendable {
 /// What the link and its endpoints share: the state of both ends under one lock, and each
 /// end's registrations (locked on their own; taken inside the link's lock, never the reverse).
 final class LinkState: Sendable {
-    let core = Mutex(LinkCore())
+    let core = Locked(LinkCore())
     let registrations: [InMemoryRegistrations]
     init(registrations: [InMemoryRegistrations]) { self.registrations = registrations }
 }

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import Verbs
 
 /// A rendezvous of in-memory connections, as rdmacm's listen/connect/accept with private data:
@@ -31,7 +30,7 @@ public final class InMemoryListener: Sendable {
         var unreachable = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let sendQueueDepth: Int
     private let receiveQueueDepth: Int
 

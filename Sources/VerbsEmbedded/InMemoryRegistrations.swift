@@ -1,4 +1,3 @@
-import Synchronization
 import Verbs
 
 /// The memory an in-memory protection domain registered, looked up by key as a NIC would:
@@ -18,7 +17,7 @@ final class InMemoryRegistrations: InMemoryRegistry {
         var byLocalKey: [UInt32: Entry] = [:]
     }
 
-    private let table = Mutex(Table())
+    private let table = Locked(Table())
     /// Keys of one domain start here, so keys of different domains never match by accident.
     private let keyBase: UInt32
 

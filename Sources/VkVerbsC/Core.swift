@@ -4,7 +4,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import Transfer
 import Verbs
 import VulkanMemory
@@ -254,10 +253,10 @@ func bytes(_ pointer: UnsafeRawPointer?, _ length: Int, _ name: String) throws -
     return Array(UnsafeRawBufferPointer(start: pointer, count: length))
 }
 
-/// A non-recursive lock for per-object serialization (a `Mutex` guarding nothing but the
+/// A non-recursive lock for per-object serialization (a `Locked` guarding nothing but the
 /// critical section, whose state is the object's own).
 final class Lock: Sendable {
-    private let mutex = Mutex(())
+    private let mutex = Locked(())
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
         try mutex.withLock { _ in try body() }
     }

@@ -1,5 +1,5 @@
 import CVulkan
-import Synchronization
+import Verbs
 
 /// A compute pipeline over one storage buffer (set 0, binding 0) with optional push constants,
 /// made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a time,
@@ -10,7 +10,7 @@ public final class ComputeKernel: Sendable {
     private let handles: (setLayout: VulkanHandle, layout: VulkanHandle, pipeline: VulkanHandle, pool: VulkanHandle,
                           descriptorSet: VulkanHandle)
     /// `vkUpdateDescriptorSets` needs the set externally synchronized.
-    private let bindLock = Mutex<Void>(())
+    private let bindLock = Locked<Void>(())
 
     /// `vkCreateShaderModule`, `vkCreateDescriptorSetLayout`, `vkCreatePipelineLayout`,
     /// `vkCreateComputePipelines`, `vkCreateDescriptorPool`, `vkAllocateDescriptorSets`.

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CVulkan
-import Synchronization
 import Verbs
 
 /// How `DeviceBuffer` makes its buffer and memory; one value per strategy step.
@@ -43,7 +42,7 @@ public final class DeviceBuffer: Sendable {
     /// Pages imported through VK_EXT_external_memory_host; freed after the memory.
     private let ownedHostPages: MemoryAddress?
     /// An fd from `vkGetMemoryFdKHR`, exported at most once; closed here.
-    private let exported = Mutex<Int32?>(nil)
+    private let exported = Locked<Int32?>(nil)
 
     /// A plain buffer for the caller's own use (e.g. a copy target): `vkCreateBuffer`,
     /// `vkAllocateMemory`, `vkBindBufferMemory`, and `vkMapMemory` when `hostVisible`.

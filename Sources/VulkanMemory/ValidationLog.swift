@@ -1,5 +1,5 @@
 import CVulkan
-import Synchronization
+import Verbs
 
 /// One message a VK_EXT_debug_utils messenger delivered.
 public struct ValidationMessage: Hashable, Sendable, CustomStringConvertible {
@@ -16,7 +16,7 @@ public struct ValidationMessage: Hashable, Sendable, CustomStringConvertible {
 /// Pass one in `VulkanInstance.Options` to keep it past the instance, so messages sent
 /// while the instance is destroyed are still seen.
 public final class ValidationLog: Sendable {
-    private let store = Mutex<[ValidationMessage]>([])
+    private let store = Locked<[ValidationMessage]>([])
 
     public init() {}
 

@@ -1,5 +1,5 @@
 import CVulkan
-import Synchronization
+import Verbs
 
 /// A `VkDevice` with one compute-capable queue: made and destroyed by this module, or borrowed
 /// from the application (never destroyed here). Allocations keep it alive.
@@ -29,7 +29,7 @@ public final class VulkanDevice: Sendable {
     /// False for a borrowed device: the application destroys it.
     public let ownsHandle: Bool
     /// `vkQueueSubmit` needs the queue externally synchronized.
-    let queueLock = Mutex<Void>(())
+    let queueLock = Locked<Void>(())
 
     /// Creates a device (`vkCreateDevice`) with one queue of the first compute family, the
     /// memory extensions of `options` and, with VK_NV_external_memory_rdma, the

@@ -4,7 +4,6 @@ import Glibc
 #endif
 import Foundation
 import PingPong
-import Synchronization
 import Verbs
 import VulkanMemory
 
@@ -15,7 +14,7 @@ extension MemoryKind: ExpressibleByArgument {}
 /// The Vulkan device pingpong allocates GPU memory on: made on first use, kept for the run.
 /// The server's session threads may ask at once: the first makes it, the others wait for it.
 final class LazyVulkan: Sendable {
-    private let device = Mutex<VulkanDevice?>(nil)
+    private let device = Locked<VulkanDevice?>(nil)
     let index: Int
     init(index: Int) { self.index = index }
     func get() throws(VulkanError) -> VulkanDevice {

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 @testable import PingPong
-import Synchronization
 import Verbs
 import VerbsEmbedded
 import XCTest
@@ -16,7 +15,7 @@ final class PingPongLogicTests: XCTestCase {
     /// thread once and used only there; the outcome comes back under a lock.
     private final class SessionThread: @unchecked Sendable {
         private let peer: Peer
-        private let outcome = Mutex<Result<Void, PingPongError>?>(nil)
+        private let outcome = Locked<Result<Void, PingPongError>?>(nil)
 
         init(_ peer: Peer, operation: RDMAOperation, measurement: MeasurementKind) throws {
             self.peer = peer

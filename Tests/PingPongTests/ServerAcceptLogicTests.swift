@@ -2,7 +2,6 @@
 import Glibc
 #endif
 @testable import PingPong
-import Synchronization
 import Verbs
 import VerbsEmbedded
 import VulkanMemory
@@ -14,7 +13,7 @@ import XCTest
 final class ServerAcceptLogicTests: XCTestCase {
     /// What a server logged.
     private final class LogLines: Sendable {
-        private let all = Mutex<[String]>([])
+        private let all = Locked<[String]>([])
         func add(_ line: String) { all.withLock { $0.append(line) } }
         var lines: [String] { all.withLock { $0 } }
     }
@@ -23,7 +22,7 @@ final class ServerAcceptLogicTests: XCTestCase {
     private final class Running: Sendable {
         let listener = InMemoryListener()
         let server: PingPongServer
-        private let failures = Mutex<Int?>(nil)
+        private let failures = Locked<Int?>(nil)
         private let log = LogLines()
         var lines: [String] { log.lines }
 

@@ -1,6 +1,5 @@
 import Dispatch
 @testable import NumberedStream
-import Synchronization
 import Verbs
 import VerbsEmbedded
 import XCTest
@@ -34,7 +33,7 @@ final class StreamLogicTests: XCTestCase {
     }
 
     private final class Lines: Sendable {
-        let lines = Mutex<[String]>([])
+        let lines = Locked<[String]>([])
         func add(_ line: String) { lines.withLock { $0.append(line) } }
         var all: String { lines.withLock { $0.joined(separator: "\n") } }
     }
@@ -56,7 +55,7 @@ final class StreamLogicTests: XCTestCase {
         let lines = Lines()
         let receiver = StreamReceiver(acceptor: Acceptor(listener: listener), options: options, log: { lines.add("receiver: \($0)") })
         receiver.faultAfter = receiverFaults
-        let result = Mutex<Result<SequencedStream.Summary, SequencedStream.StreamError>?>(nil)
+        let result = Locked<Result<SequencedStream.Summary, SequencedStream.StreamError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) let r = receiver
         Thread.detachNewThread {

@@ -66,7 +66,7 @@ public struct ResolvedRoute: ~Copyable {
 
 /// A connection request taken off a listener. Consume it with `prepare` (then `accept`)
 /// or `reject`; one dropped unanswered is destroyed, which the peer sees as a reject.
-public struct ConnectionRequest: ~Copyable {
+public struct ConnectionRequest: ~Copyable, Sendable {
     let id: CMID
     /// The device the request came in on.
     public let context: Context
@@ -145,7 +145,7 @@ public final class Connection: Sendable {
     /// What the peer sent with its accept (active side); padded by the transport.
     public let peerPrivateData: [UInt8]
     /// Whether the connection is known to be down (disconnected here, or by the peer).
-    private let disconnected = Mutex(false)
+    private let disconnected = Locked(false)
 
     init(id: CMID, queuePair: QueuePair, peerPrivateData: [UInt8]) {
         self.id = id
