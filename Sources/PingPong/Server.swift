@@ -113,7 +113,6 @@ public final class PingPongServer: Sendable {
             do {
                 admission = try admit(request)
             } catch .rejected(let why) {
-                busyRejections.add(1, ordering: .relaxed)
                 log("refused a client: \(why)")
                 continue
             } catch {
@@ -145,9 +144,11 @@ public final class PingPongServer: Sendable {
     /// The accept loop's checks, in the order of cost: limit, format, secret, replay, budget.
     /// Nothing is allocated or registered here. Every refusal rejects the request, so the client
     /// learns why at once. Throws `.rejected` for what may pass later (busy, budget spent for now).
+    /// A refusal for what may pass later is counted (`refusedBusy`) before the client hears of it.
     private func admit(_ request: any SessionRequest) throws(PingPongError) -> Admission {
         let running = active.load(ordering: .acquiring)
         if running >= maxSessions {
+            busyRejections.add(1, ordering: .releasing)
             request.reject("busy: \(running) of \(maxSessions) sessions running")
             throw .rejected("busy: \(running) of \(maxSessions) sessions running")
         }
@@ -171,10 +172,14 @@ public final class PingPongServer: Sendable {
         do {
             reservation = try budget.charge(MemoryBudget.cost(bufferSize: asked.bufferSize))
         } catch {
-            request.reject(error.description)
             switch error {
-            case .overPerRequest: throw .badRequest(error.description)
-            case .exhausted: throw .rejected(error.description)
+            case .overPerRequest:
+                request.reject(error.description)
+                throw .badRequest(error.description)
+            case .exhausted:
+                busyRejections.add(1, ordering: .releasing)
+                request.reject(error.description)
+                throw .rejected(error.description)
             }
         }
         return Admission(request: request, asked: asked, reservation: reservation)
