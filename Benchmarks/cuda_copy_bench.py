@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CUDA's device -> host copy bandwidth, the reference for `vkverbs gpu-bench` (issue 10).
+"""CUDA's device -> host copy bandwidth, the reference for `vkverbs gpu-bench`.
 
 For each size (4 KiB to 1 GiB, powers of 4 by default) copies a device buffer (cudaMalloc through
 CuPy) into host memory with cudaMemcpyAsync on a non-blocking stream:

@@ -1,4 +1,4 @@
-# mk/capi.mk: the C API (issue 7). Included by the top-level Makefile.
+# mk/capi.mk: the C API. Included by the top-level Makefile.
 #
 #   make capi                      build libvkverbs (CAPI_CONFIG=release|debug, default release)
 #   make install [PREFIX=/usr/local] [DESTDIR=]

@@ -1,5 +1,5 @@
 # mk/sanitizers.mk: the XCTest suite under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer
-# (issue 9), run inside the rxe fabric exactly as `make test-fabric` runs the plain build.
+# run inside the rxe fabric exactly as `make test-fabric` runs the plain build.
 #
 #   make test-asan     swift build --build-tests --sanitize=address into .build-asan, then the whole
 #                      suite in `scripts/fabric run` with VKVERBS_REQUIRE_RDMA=1

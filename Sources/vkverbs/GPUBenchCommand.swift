@@ -5,7 +5,7 @@ import Glibc
 import Foundation
 import VulkanMemory
 
-// `vkverbs gpu-bench` (issue 10): how fast the GPU copies device-local memory into host memory
+// `vkverbs gpu-bench`: how fast the GPU copies device-local memory into host memory
 // that a NIC would register, timed by GPU timestamps and by the wall clock.
 
 /// One destination at one size.
