@@ -271,9 +271,8 @@ struct EngineCore {
     /// after those, the failure.
     private mutating func arrivedBefore(_ failure: TransferError, _ endpoint: any ConnectedEndpoint) throws(TransferError) -> Arrival {
         guard !receives.isEmpty, let wc = (try? endpoint.pollReceiveCompletions(max: 1))?.first else { throw failure }
-        let ticket = receives.removeFirst()
-        guard wc.isSuccess else { throw failure }
-        return Arrival(ticket: ticket, byteCount: Int(wc.byteCount), immediate: wc.immediate)
+        // A flush after the failure rethrows the recorded failure (`fail` keeps the first).
+        return try arrived(endpoint, wc)
     }
 
     private mutating func arrived(_ endpoint: any ConnectedEndpoint, _ wc: WorkCompletion) throws(TransferError) -> Arrival {

@@ -192,6 +192,14 @@ struct LinkCore {
         if status != .success { moveToError(side) }
     }
 
+    /// The peer's bytes a remote request names, if the peer is up and the rkey, range and
+    /// right check out (nil: a remote access error).
+    private func reach(_ peer: Int, _ regs: InMemoryRegistrations, _ remote: RemoteBuffer, _ offset: UInt64, _ length: Int,
+                       _ right: AccessFlags) -> UnsafeMutableRawPointer? {
+        guard !sides[peer].inError else { return nil }
+        return regs.remote(rkey: remote.rkey, address: remote.address &+ offset, length: length, right: right)
+    }
+
     /// Executes `posted` from `side` against the other end; false when it has to wait for a
     /// receive (RNR) and stays at the head of the queue.
     private mutating func execute(_ posted: Posted, on side: Int, _ link: LinkState) -> Bool {
@@ -228,9 +236,7 @@ struct LinkCore {
                 immediate = imm
                 guard !sides[peer].receives.isEmpty || sides[peer].inError else { return false }
             }
-            guard !sides[peer].inError,
-                  let target = peerRegs.remote(rkey: remote.rkey, address: remote.address &+ offset, length: length, right: .remoteWrite)
-            else {
+            guard let target = reach(peer, peerRegs, remote, offset, length, .remoteWrite) else {
                 complete(side, posted, .remoteAccessError, opcode, bytes: 0)
                 return true
             }
@@ -243,9 +249,7 @@ struct LinkCore {
             }
             complete(side, posted, .success, opcode, bytes: length)
         case let .read(remote, offset):
-            guard !sides[peer].inError,
-                  let source = peerRegs.remote(rkey: remote.rkey, address: remote.address &+ offset, length: length, right: .remoteRead)
-            else {
+            guard let source = reach(peer, peerRegs, remote, offset, length, .remoteRead) else {
                 complete(side, posted, .remoteAccessError, opcode, bytes: 0)
                 return true
             }
