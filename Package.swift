@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "Verbs", targets: ["Verbs"]),
         .library(name: "VulkanMemory", targets: ["VulkanMemory"]),
+        .library(name: "VulkanRegistration", targets: ["VulkanRegistration"]),
         .library(name: "Transfer", targets: ["Transfer"]),
         .library(name: "VerbsEmbedded", targets: ["VerbsEmbedded"]),
         .executable(name: "vkverbs", targets: ["vkverbs"]),
@@ -33,27 +34,36 @@ let package = Package(
             pkgConfig: "vulkan",
             providers: [.apt(["libvulkan-dev"])]
         ),
-        .target(name: "Verbs", dependencies: ["CVerbs"]),
+        // Locked and MemoryAddress, the Sendable building blocks every module keeps shared state in;
+        // below both Verbs and VulkanMemory, so neither needs the other for them.
+        .target(name: "Sharing"),
+        .target(name: "Verbs", dependencies: ["CVerbs", "Sharing"]),
         // An in-memory twin of a connected endpoint (Verbs' ConnectedEndpoint) for host-speed tests.
-        .target(name: "VerbsEmbedded", dependencies: ["Verbs"]),
-        .target(name: "VulkanMemory", dependencies: ["CVulkan", "Verbs"]),
-        .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan"]),
+        .target(name: "VerbsEmbedded", dependencies: ["Verbs", "Sharing"]),
+        // Vulkan memory a NIC can register; knows nothing of verbs (what the NIC takes comes in as
+        // NICCapabilities, a value).
+        .target(name: "VulkanMemory", dependencies: ["CVulkan", "Sharing"]),
+        // The bridge: NICCapabilities from a protection domain, and the memory region of a Vulkan
+        // allocation (registration keeps the allocation alive).
+        .target(name: "VulkanRegistration", dependencies: ["Verbs", "VulkanMemory"]),
+        .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan", "Sharing"]),
         .target(name: "PingPong", dependencies: [
-            "Verbs", "VulkanMemory", "CVerbs", .product(name: "Crypto", package: "swift-crypto"),
+            "Verbs", "VulkanMemory", "VulkanRegistration", "CVerbs", "Sharing",
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The CLI's exercises: the end-to-end exchanges behind `vkverbs selftest`, `loopback`,
         // `exchange` and `gpu-exchange`, the in-process connected pair `transfer-bench` measures
         // over, and the test bytes they verify (Pattern). The RDMA tests reuse them; what only the
         // tests use lives in RDMATestSupport.
-        .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory"]),
+        .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory", "VulkanRegistration", "Sharing"]),
         // The numbered, checksummed stream that survives faults (`vkverbs stream`).
         .target(name: "NumberedStream", dependencies: ["Verbs", "Transfer"]),
-        // The C API: @_cdecl functions over Verbs, VulkanMemory and Transfer (docs/c-api.md).
+        // The C API: @_cdecl functions over Verbs, VulkanMemory, VulkanRegistration and Transfer (docs/c-api.md).
         // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
         .target(
             name: "VkVerbsC",
-            dependencies: ["Verbs", "VulkanMemory", "Transfer", "CVulkan"],
+            dependencies: ["Verbs", "VulkanMemory", "VulkanRegistration", "Transfer", "CVulkan", "Sharing"],
             exclude: ["include", "vkverbs.map"],
             linkerSettings: [.unsafeFlags([
                 "-static-stdlib", "-Xlinker", "-soname=libvkverbs.so.0",
@@ -71,7 +81,8 @@ let package = Package(
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "Transfer", "NumberedStream",
+                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "VulkanRegistration", "Transfer",
+                "NumberedStream", "Sharing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -82,12 +93,15 @@ let package = Package(
         .testTarget(name: "VerbsTests", dependencies: ["Verbs", "VerbsEmbedded", "SelfTest", "RDMATestSupport"]),
         .testTarget(
             name: "VulkanMemoryTests",
-            dependencies: ["VulkanMemory", "CVulkan", "Verbs"],
+            dependencies: ["VulkanMemory", "VulkanRegistration", "CVulkan", "Verbs", "VerbsEmbedded"],
             exclude: ["Shaders/pattern.comp"]
         ),
-        .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport"]),
+        .testTarget(name: "PingPongTests", dependencies: [
+            "PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport", "Sharing",
+        ]),
         .testTarget(name: "TransferTests", dependencies: [
-            "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
+            "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "VulkanRegistration", "CVulkan", "SelfTest", "NumberedStream",
+            "RDMATestSupport", "Sharing",
         ]),
         // The fuzz target for every decoder of peer bytes (ping-pong handshake and control
         // messages, the numbered stream): a corpus replayer in plain builds, a libFuzzer binary

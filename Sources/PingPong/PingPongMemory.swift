@@ -1,5 +1,6 @@
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 /// The buffer a side measures with: host memory, or a Vulkan allocation of the asked strategy.
 final class PingPongMemory {
@@ -46,7 +47,7 @@ final class PingPongMemory {
             case .hostVisible: strategy = .hostVisible
             case .staged: strategy = .staged
             }
-            let allocation = try vulkan().allocate(size: UInt64(size), strategy: strategy, nic: pd)
+            let allocation = try vulkan().allocate(size: UInt64(size), strategy: strategy, nic: .probe(pd: pd))
             region = try allocation.registrable.register(with: pd, access: access)
             hostBytes = allocation.hostBytes?.baseAddress
             description = "Vulkan \(allocation.strategy) on \(allocation.device.physicalDevice.name)"

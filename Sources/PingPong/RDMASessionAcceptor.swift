@@ -1,3 +1,4 @@
+import Sharing
 import Verbs
 
 /// A `SessionAcceptor` over an rdmacm listener.

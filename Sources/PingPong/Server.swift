@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Sharing
 import Synchronization
 import Verbs
 import VulkanMemory

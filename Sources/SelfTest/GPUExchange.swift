@@ -4,6 +4,7 @@ import Glibc
 import Transfer
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 /// GPU memory between two hosts through the transfer engine: for every (strategy, size) both
 /// sides list alike, the server exposes a Vulkan allocation, the client's GPU writes a pattern that
@@ -68,8 +69,9 @@ public enum GPUExchange {
         defer { try? connection.disconnect(timeout: .seconds(2)) }
         let side = try Side(connection: connection, device: device, timeout: timeout)
         var checks: [LoopbackCheck] = []
+        let nic = NICCapabilities.probe(pd: pd)
         for (index, item) in items.enumerated() {
-            let target = try? device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: pd)
+            let target = try? device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: nic)
             let targetMR = try target.map { try $0.registrable.register(with: pd, access: .remote) }
             _ = try side.engine.postReceive(nil)
             try side.send(status: targetMR == nil ? 0 : 1, targetMR?.remoteBuffer ?? RemoteBuffer(address: 0, length: 0, rkey: 0))
@@ -102,11 +104,12 @@ public enum GPUExchange {
         defer { try? connection.disconnect(timeout: .seconds(2)) }
         let side = try Side(connection: connection, device: device, timeout: timeout)
         let pd = connection.pd
+        let nic = NICCapabilities.probe(pd: pd)
         var checks: [LoopbackCheck] = []
         for (index, item) in items.enumerated() {
             _ = try side.engine.postReceive(try side.controlIn.segment())
             let (status, remote) = try side.receiveControl()
-            guard status == 1, let source = try? device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: pd) else {
+            guard status == 1, let source = try? device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: nic) else {
                 try side.engine.send(nil, immediate: skip)
                 checks.append(LoopbackCheck(strategy: item.strategy, direction: "client -> server", size: item.size,
                                             problem: "unsupported on one of the hosts", unsupported: true))
@@ -127,7 +130,7 @@ public enum GPUExchange {
             }
             let (verdict, _) = try side.receiveControl()
             // Read it back into a third allocation and compare here too.
-            let back = try device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: pd)
+            let back = try device.allocate(size: UInt64(item.size), strategy: item.strategy, nic: nic)
             let backMR = try back.registrable.register(with: pd, access: .local)
             try side.engine.read(into: try backMR.segment(), from: remote)
             let wrong = try side.verify(back, size: item.size, seed: seed(index))

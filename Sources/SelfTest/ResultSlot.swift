@@ -1,3 +1,4 @@
+import Sharing
 import Verbs
 
 /// A result one thread hands to another: set once by the worker, read by the waiter whether

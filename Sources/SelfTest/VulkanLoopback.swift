@@ -1,6 +1,7 @@
 import Transfer
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 /// One direction of one size with one strategy, as `vkverbs loopback` reports it.
 public struct LoopbackCheck: Sendable, CustomStringConvertible {
@@ -37,12 +38,13 @@ public enum VulkanLoopback {
         do { runner = try GPUCommandRunner(device: device) } catch { throw .vulkan(error) }
         var checks: [LoopbackCheck] = []
         var seed: UInt64 = 1
+        let clientNIC = NICCapabilities.probe(pd: pair.client.pd), serverNIC = NICCapabilities.probe(pd: pair.server.pd)
         for strategy in strategies {
             for size in sizes {
                 let a: VulkanAllocation, b: VulkanAllocation
                 do {
-                    a = try device.allocate(size: UInt64(size), strategy: strategy, nic: pair.client.pd)
-                    b = try device.allocate(size: UInt64(size), strategy: strategy, nic: pair.server.pd)
+                    a = try device.allocate(size: UInt64(size), strategy: strategy, nic: clientNIC)
+                    b = try device.allocate(size: UInt64(size), strategy: strategy, nic: serverNIC)
                 } catch {
                     checks.append(LoopbackCheck(strategy: strategy, direction: "both ways", size: size,
                                                 problem: "unsupported: \(error)", unsupported: true))

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 import Verbs
 
 /// Registers memory once and hands the registration out again for any range it covers,

@@ -1,3 +1,4 @@
+import Sharing
 import Verbs
 
 /// How the engine posts and waits.

@@ -6,12 +6,3 @@ struct CHandle<Pointee>: @unchecked Sendable {  // the pointer never changes; it
 
     init(_ pointer: UnsafeMutablePointer<Pointee>) { self.pointer = pointer }
 }
-
-/// The address of memory that a Sendable object keeps but does not guard, e.g. a host buffer's
-/// bytes or the pages a memory region covers: as with the NIC, whoever reads or writes the
-/// bytes orders those accesses. VulkanMemory keeps its mappings in it too.
-package struct MemoryAddress: @unchecked Sendable {  // the address never changes; reading and writing the bytes is their owner's to synchronise
-    package let pointer: UnsafeMutableRawPointer
-
-    package init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
-}

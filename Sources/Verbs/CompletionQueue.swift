@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Sharing
 
 /// A completion channel (`ibv_create_comp_channel`): a file descriptor that becomes
 /// readable when an armed CQ gets a completion, so a thread can sleep instead of spin.

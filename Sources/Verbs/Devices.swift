@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Sharing
 
 /// The RDMA devices the kernel exposes.
 public enum Devices {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 
 /// Page-aligned host memory owned by Swift; freed when the last reference
 /// (e.g. a MemoryRegion's) goes.

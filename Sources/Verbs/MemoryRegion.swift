@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Sharing
 
 /// A registered memory region (`struct ibv_mr`). Deregistered (`ibv_dereg_mr`) when the
 /// last reference goes; until then it keeps its protection domain and the owner of

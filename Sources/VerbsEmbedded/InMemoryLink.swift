@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 import Verbs
 
 /// Two connected in-memory endpoints, `a` and `b`, on one in-memory device: an RC connection

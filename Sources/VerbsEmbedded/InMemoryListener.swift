@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 import Verbs
 
 /// A rendezvous of in-memory connections, as rdmacm's listen/connect/accept with private data:

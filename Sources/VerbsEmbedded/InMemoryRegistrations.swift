@@ -1,3 +1,4 @@
+import Sharing
 import Verbs
 
 /// The memory an in-memory protection domain registered, looked up by key as a NIC would:

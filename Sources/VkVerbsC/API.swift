@@ -8,6 +8,7 @@ import CVulkan
 import Transfer
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 private let table = HandleTable.shared
 
@@ -199,7 +200,7 @@ public func vkv_memory_allocate(
             wanted = s
         }
         let flags = try accessFlags(access)
-        let allocation = try vk.device.allocate(size: size, strategy: wanted, nic: d.pd)
+        let allocation = try vk.device.allocate(size: size, strategy: wanted, nic: .probe(pd: d.pd))
         let region = try allocation.registrable.register(with: d.pd, access: flags)
         let code = strategies.first { $0.value == allocation.strategy }!.key
         out.pointee = table.insert(MemoryObject(device: d, region: region, allocation: allocation, strategy: code), .memory)

@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 import Transfer
 import Verbs
 import VulkanMemory

@@ -2,16 +2,16 @@
 import Glibc
 #endif
 import CVulkan
-import Verbs
 
 extension VulkanDevice {
     /// Allocates `size` bytes the GPU can use and the NIC can register. With `strategy` nil the
     /// strategies are tried best first (`MemoryStrategy.allCases`) and the result lists why each
-    /// better one was not used; a named strategy either works or throws its own error. With `nic`,
-    /// the NIC side is checked too (a peer-memory client for `.rdmaAddress`, dma-buf regions for `.dmaBuf`).
+    /// better one was not used; a named strategy either works or throws its own error. With `nic`
+    /// (what the NIC takes, e.g. VulkanRegistration's `NICCapabilities.probe(pd:)`), the NIC side
+    /// is checked too (a peer-memory client for `.rdmaAddress`, dma-buf regions for `.dmaBuf`).
     /// Calls `vkCreateBuffer`, `vkAllocateMemory`, `vkBindBufferMemory`, then per strategy
     /// `vkGetMemoryRemoteAddressNV`, `vkGetMemoryFdKHR`, `vkGetMemoryHostPointerPropertiesEXT` or `vkMapMemory`.
-    public func allocate(size: UInt64, strategy: MemoryStrategy? = nil, nic: ProtectionDomain? = nil)
+    public func allocate(size: UInt64, strategy: MemoryStrategy? = nil, nic: NICCapabilities? = nil)
         throws(VulkanError) -> VulkanAllocation
     {
         guard size > 0 else { throw .invalidArgument("allocation size must be > 0") }
@@ -21,14 +21,13 @@ extension VulkanDevice {
         if let roomiest = heaps.max(by: { $0.available < $1.available }), roomiest.available < size {
             throw .overBudget(requested: size, available: roomiest.available, heap: roomiest.index)
         }
-        let nicSupport = nic.map { NICSupport.probe(pd: $0) }
         if let strategy {
-            return try attempt(strategy, size: size, nic: nicSupport, rejected: [])
+            return try attempt(strategy, size: size, nic: nic, rejected: [])
         }
         var rejected: [StrategyRejection] = []
         for candidate in MemoryStrategy.allCases {
             do {
-                return try attempt(candidate, size: size, nic: nicSupport, rejected: rejected)
+                return try attempt(candidate, size: size, nic: nic, rejected: rejected)
             } catch {
                 rejected.append(StrategyRejection(strategy: candidate, error: error))
             }
@@ -36,7 +35,7 @@ extension VulkanDevice {
         throw .noStrategy(rejected)
     }
 
-    private func attempt(_ strategy: MemoryStrategy, size: UInt64, nic: NICSupport?, rejected: [StrategyRejection])
+    private func attempt(_ strategy: MemoryStrategy, size: UInt64, nic: NICCapabilities?, rejected: [StrategyRejection])
         throws(VulkanError) -> VulkanAllocation
     {
         switch strategy {
@@ -68,7 +67,7 @@ extension VulkanDevice {
     }
 
     /// The steps VK_NV_external_memory_rdma lays out, each failing with its own error.
-    private func allocateRDMAAddress(size: UInt64, nic: NICSupport?, rejected: [StrategyRejection])
+    private func allocateRDMAAddress(size: UInt64, nic: NICCapabilities?, rejected: [StrategyRejection])
         throws(VulkanError) -> VulkanAllocation
     {
         let purpose = "RDMA-address export"
@@ -76,7 +75,7 @@ extension VulkanDevice {
         guard externalMemoryRDMAEnabled else { throw .featureMissing("externalMemoryRDMA", neededFor: purpose) }
         // The emulation layer's addresses are host memory: no peer-memory client is involved.
         if let nic, !nic.hasPeerMemoryClient, try physicalDevice.externalMemoryRDMASource() != .vkverbsLayer {
-            throw .nicUnsupported("no GPU peer-memory client (none of \(NICSupport.peerMemoryVersionFiles.joined(separator: ", ")))")
+            throw .nicUnsupported("no GPU peer-memory client (none of \(NICCapabilities.peerMemoryVersionFiles.joined(separator: ", ")))")
         }
         let memory = try physicalDevice.memorySnapshot()
         let rdmaTypes = memory.types.filter(\.rdmaCapable)
@@ -100,7 +99,7 @@ extension VulkanDevice {
                                 location: .remoteAddress(address, length: Int(size)))
     }
 
-    private func allocateDMABuf(size: UInt64, nic: NICSupport?, rejected: [StrategyRejection])
+    private func allocateDMABuf(size: UInt64, nic: NICCapabilities?, rejected: [StrategyRejection])
         throws(VulkanError) -> VulkanAllocation
     {
         let purpose = "dma-buf export"

@@ -1,5 +1,4 @@
 import CVulkan
-import Verbs
 
 /// Everything that decides which memory strategy can work on one physical device.
 public struct CapabilityReport: Codable, Sendable, Equatable {
@@ -35,7 +34,8 @@ public struct CapabilityReport: Codable, Sendable, Equatable {
     /// VK_EXT_external_memory_host is supported.
     public var hostPointerImport: Bool
     public var minImportedHostPointerAlignment: UInt64?
-    public var nic: NICSupport
+    /// What the NIC takes, as the caller said (nil: not told).
+    public var nic: NICCapabilities?
 
     public func externalBuffer(_ type: ExternalHandleType) -> ExternalBufferSupport? {
         externalBuffers.first { $0.handleType == type }
@@ -76,12 +76,12 @@ extension PhysicalDevice {
         return own ? .vkverbsLayer : .driver
     }
 
-    /// Builds the report. With `pd`, the NIC is probed for dma-buf regions too
-    /// (`ProtectionDomain.dmaBufSupport()`); the peer-memory files are always read. Vulkan calls:
+    /// Builds the report; `nic` (what the NIC takes, e.g. VulkanRegistration's
+    /// `NICCapabilities.probe(pd:)`) is carried into it as given. Vulkan calls:
     /// `vkEnumerateDeviceExtensionProperties`, `vkGetPhysicalDeviceFeatures2`,
     /// `vkGetPhysicalDeviceMemoryProperties2`, `vkGetPhysicalDeviceExternalBufferProperties`,
     /// `vkGetPhysicalDeviceProperties2`, `vkEnumerateDeviceLayerProperties`.
-    public func capabilityReport(nic pd: ProtectionDomain? = nil) throws(VulkanError) -> CapabilityReport {
+    public func capabilityReport(nic: NICCapabilities? = nil) throws(VulkanError) -> CapabilityReport {
         try requireVersion()
         let props = properties
         let exts = try supportedExtensions()
@@ -117,15 +117,15 @@ extension PhysicalDevice {
             externalBuffers: buffers,
             hostPointerImport: exts.contains(ExtensionName.externalMemoryHost),
             minImportedHostPointerAlignment: try minImportedHostPointerAlignment(),
-            nic: NICSupport.probe(pd: pd))
+            nic: nic)
     }
 }
 
 extension VulkanInstance {
     /// One report per physical device.
-    public func capabilityReports(nic pd: ProtectionDomain? = nil) throws(VulkanError) -> [CapabilityReport] {
+    public func capabilityReports(nic: NICCapabilities? = nil) throws(VulkanError) -> [CapabilityReport] {
         var reports: [CapabilityReport] = []
-        for device in try physicalDevices() { reports.append(try device.capabilityReport(nic: pd)) }
+        for device in try physicalDevices() { reports.append(try device.capabilityReport(nic: nic)) }
         return reports
     }
 }

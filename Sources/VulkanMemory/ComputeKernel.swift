@@ -1,5 +1,5 @@
 import CVulkan
-import Verbs
+import Sharing
 
 /// A compute pipeline over one storage buffer (set 0, binding 0) with optional push constants,
 /// made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a time,

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CVulkan
-import Verbs
+import Sharing
 
 /// How `DeviceBuffer` makes its buffer and memory; one value per strategy step.
 struct BufferPlan {

@@ -1,7 +1,6 @@
-import Verbs
-
 /// What the NIC registers for a Vulkan allocation, holding the allocation so the memory
-/// outlives every use of this value (and of the memory region made from it).
+/// outlives every use of this value (and of the memory region made from it). This module only
+/// describes the memory; VulkanRegistration's `register(with:access:)` hands it to a protection domain.
 public struct RegistrableMemory: Sendable {
     public enum Location: @unchecked Sendable, Equatable {  // every payload is a value; `hostPointer` is an address whose bytes the allocation's user synchronises
         /// A GPU address from `vkGetMemoryRemoteAddressNV`; a peer-memory client resolves it in `ibv_reg_mr`.
@@ -13,25 +12,13 @@ public struct RegistrableMemory: Sendable {
     }
 
     public let location: Location
+    /// Whoever registers `location` must keep this alive as long as the registration (a memory
+    /// region's owner), so the Vulkan memory is freed only after the NIC lets go of it.
     public let owner: VulkanAllocation
 
     public var length: Int {
         switch location {
         case let .remoteAddress(_, length), let .dmaBuf(_, _, length), let .hostPointer(_, length): return length
-        }
-    }
-
-    /// Registers the memory with `pd` (`ibv_reg_mr`, or `ibv_reg_dmabuf_mr` for a dma-buf at
-    /// iova 0). The region's `owner` is the allocation, so the Vulkan memory lives as long as the region.
-    public func register(with pd: ProtectionDomain, access: AccessFlags) throws(VerbsError) -> MemoryRegion {
-        switch location {
-        case let .remoteAddress(address, length):
-            return try pd.register(address: UnsafeMutableRawPointer(bitPattern: UInt(address)), length: length,
-                                   access: access, owner: owner)
-        case let .dmaBuf(fd, offset, length):
-            return try pd.registerDMABuf(fd: fd, offset: offset, length: length, iova: 0, access: access, owner: owner)
-        case let .hostPointer(pointer, length):
-            return try pd.register(address: pointer, length: length, access: access, owner: owner)
         }
     }
 }

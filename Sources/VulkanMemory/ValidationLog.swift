@@ -1,5 +1,5 @@
 import CVulkan
-import Verbs
+import Sharing
 
 /// One message a VK_EXT_debug_utils messenger delivered.
 public struct ValidationMessage: Hashable, Sendable, CustomStringConvertible {

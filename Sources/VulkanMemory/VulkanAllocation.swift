@@ -1,5 +1,4 @@
 import CVulkan
-import Verbs
 
 /// GPU-usable memory the NIC can register, made by one `MemoryStrategy`. Keeps its
 /// device (and through it the instance) alive; a memory region registered from
@@ -28,7 +27,7 @@ public final class VulkanAllocation: Sendable {
 
     public var device: VulkanDevice { buffer.device }
 
-    /// What to hand the verbs layer.
+    /// What the NIC registers (VulkanRegistration's `register(with:access:)` hands it to a protection domain).
     public var registrable: RegistrableMemory { RegistrableMemory(location: location, owner: self) }
 
     /// The bytes the NIC sees, as the host sees them (nil for the RDMA-address and dma-buf strategies).

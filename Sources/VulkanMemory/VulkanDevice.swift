@@ -1,5 +1,5 @@
 import CVulkan
-import Verbs
+import Sharing
 
 /// A `VkDevice` with one compute-capable queue: made and destroyed by this module, or borrowed
 /// from the application (never destroyed here). Allocations keep it alive.

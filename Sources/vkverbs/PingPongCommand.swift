@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
+import Sharing
 import PingPong
 import Verbs
 import VulkanMemory

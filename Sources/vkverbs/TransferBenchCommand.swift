@@ -5,6 +5,7 @@ import SelfTest
 import Transfer
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 /// The engine's throughput from each memory strategy, and the staged
 /// pipeline's overlap efficiency = pipeline throughput / min(GPU copy, link) measured in the same run.
@@ -38,9 +39,10 @@ struct TransferBenchCommand: ParsableCommand {
             let sizes = size.isEmpty ? [4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20] : size
             let target = try pair.server.pd.register(HostBuffer(count: max(sizes.max()!, stagedSize)), access: .remote)
             var out = Output(device: local.context.name, vulkan: vk.physicalDevice.name, rows: [], overlap: nil)
+            let nic = NICCapabilities.probe(pd: pair.client.pd)
             for strategy in MemoryStrategy.allCases {
                 for bytes in sizes {
-                    guard let allocation = try? vk.allocate(size: UInt64(bytes), strategy: strategy, nic: pair.client.pd) else { break }
+                    guard let allocation = try? vk.allocate(size: UInt64(bytes), strategy: strategy, nic: nic) else { break }
                     let source = try allocation.registrable.register(with: pair.client.pd, access: .local)
                     let messages = max(1, volume / bytes)
                     let t0 = vkv_monotonic_ns()

@@ -5,6 +5,7 @@ import Glibc
 import Foundation
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 
 // The Vulkan half of `vkverbs devices`: what each physical device offers for RDMA and which
 // strategy the automatic choice takes.
@@ -47,8 +48,9 @@ struct VulkanSurvey: Codable {
     var layer: Layer
     var devices: [Device]
 
-    /// Surveys every physical device. With `pd`, the reports probe the NIC and the automatic choice
-    /// checks the NIC side too. Never throws: what fails is said in `note` or per device.
+    /// Surveys every physical device. The reports say what the NIC takes (the peer-memory files
+    /// always; dma-buf regions when there is a `pd` to ask); with `pd` the automatic choice checks
+    /// the NIC side too. Never throws: what fails is said in `note` or per device.
     static func collect(layer: Bool, nic pd: ProtectionDomain?) -> VulkanSurvey {
         let found = (try? VulkanInstance.availableLayers().contains(ExtensionName.rdmaEmulationLayer)) ?? false
         var survey = VulkanSurvey(available: false, note: nil,
@@ -84,11 +86,12 @@ struct VulkanSurvey: Codable {
         }
         survey.available = true
         survey.layer.enabled = wantsEmulationLayer(layer) && survey.note == nil
+        let nic = NICCapabilities.probe(pd: pd)
         for device in physical {
             do {
-                let report = try device.capabilityReport(nic: pd)
-                survey.devices.append(Device(report: report, driver: try? device.driverInfo(),
-                                             automaticChoice: automaticChoice(device, nic: pd)))
+                let report = try device.capabilityReport(nic: nic)
+                let choice = automaticChoice(device, nic: pd == nil ? nil : nic, nicDevice: pd?.context.name)
+                survey.devices.append(Device(report: report, driver: try? device.driverInfo(), automaticChoice: choice))
             } catch {
                 survey.note = (survey.note.map { $0 + "; " } ?? "") + "device \(device.index) (\(device.name)): \(error)"
             }
@@ -96,13 +99,13 @@ struct VulkanSurvey: Codable {
         return survey
     }
 
-    /// Makes a device and lets the module choose for a 64 KiB allocation.
-    static func automaticChoice(_ physical: PhysicalDevice, nic pd: ProtectionDomain?) -> AutomaticChoice {
+    /// Makes a device and lets the module choose for a 64 KiB allocation, told what `nicDevice` takes.
+    static func automaticChoice(_ physical: PhysicalDevice, nic: NICCapabilities?, nicDevice: String?) -> AutomaticChoice {
         let size: UInt64 = 64 * 1024
-        var choice = AutomaticChoice(probeSize: size, strategy: nil, rejected: [], error: nil, nicDevice: pd?.context.name)
+        var choice = AutomaticChoice(probeSize: size, strategy: nil, rejected: [], error: nil, nicDevice: nicDevice)
         do {
             let device = try VulkanDevice(physicalDevice: physical)
-            let allocation = try device.allocate(size: size, strategy: nil, nic: pd)
+            let allocation = try device.allocate(size: size, strategy: nil, nic: nic)
             choice.strategy = allocation.strategy
             choice.rejected = allocation.rejected.map { Rejection(strategy: $0.strategy, reason: $0.reason) }
         } catch {
@@ -152,9 +155,13 @@ extension VulkanSurvey.Device {
             return "\(b.handleType.rawValue) \(what.isEmpty ? "unsupported" : what.joined(separator: " "))"
         }
         print("    external buffers: \(buffers.joined(separator: "; "))")
-        let peers = r.nic.peerMemoryClients.isEmpty ? "none"
-            : r.nic.peerMemoryClients.map { "\($0.path) \($0.version)" }.joined(separator: ", ")
-        print("    NIC side: peer-memory clients: \(peers); dma-buf MRs: \(r.nic.dmaBuf.map { "\($0)" } ?? "not probed (no RDMA device)")")
+        if let nic = r.nic {
+            let peers = nic.peerMemoryClients.isEmpty ? "none"
+                : nic.peerMemoryClients.map { "\($0.path) \($0.version)" }.joined(separator: ", ")
+            print("    NIC side: peer-memory clients: \(peers); dma-buf MRs: \(nic.dmaBuf.map { "\($0)" } ?? "not probed (no RDMA device)")")
+        } else {
+            print("    NIC side: not probed")
+        }
         let c = automaticChoice
         let nicText = c.nicDevice.map { " (NIC \($0) considered)" } ?? " (no NIC considered)"
         print("    automatic choice for \(formatBytes(c.probeSize))\(nicText): \(c.strategy?.cliName ?? "none")")

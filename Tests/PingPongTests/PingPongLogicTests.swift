@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 @testable import PingPong
 import Verbs
 import VerbsEmbedded

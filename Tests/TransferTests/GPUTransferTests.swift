@@ -5,6 +5,7 @@ import SelfTest
 import Transfer
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 import XCTest
 
 /// GPU memory end to end: the GPU writes a pattern, the engine moves it into a remote Vulkan

@@ -1,4 +1,5 @@
 import Dispatch
+import Sharing
 @testable import NumberedStream
 import Verbs
 import VerbsEmbedded

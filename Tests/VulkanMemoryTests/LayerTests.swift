@@ -2,6 +2,7 @@ import CVulkan
 import Foundation
 import Verbs
 import VulkanMemory
+import VulkanRegistration
 import XCTest
 
 /// VK_LAYER_VKVERBS_rdma_emulation (Sources/VkLayerRDMA) on lavapipe, stacked under
@@ -399,8 +400,8 @@ final class LayerTests: ValidatedVulkanTestCase {
 
     // MARK: - Over the fabric
 
-    /// In the rxe fabric: the NV path's address is registered with `ibv_reg_mr` (the module's
-    /// RegistrableMemory), a peer RDMA-writes into it and the GPU reads it back. Skipped without an
+    /// In the rxe fabric: the NV path's address is registered with `ibv_reg_mr` (VulkanRegistration's
+    /// `RegistrableMemory.register(with:access:)`), a peer RDMA-writes into it and the GPU reads it back. Skipped without an
     /// RDMA device unless VKVERBS_REQUIRE_RDMA=1.
     func testPeerWritesIntoTheNVAddressAndGPUReadsIt() throws {
         let fabric = try requireFabric()
@@ -413,7 +414,7 @@ final class LayerTests: ValidatedVulkanTestCase {
         let request = try listener.accept(timeout: .seconds(30))
         let pd = try ProtectionDomain(context: request.context)
         // Told about the NIC, the automatic choice still takes the NV path: the layer's address is host memory.
-        let allocation = try device.allocate(size: UInt64(size), nic: pd)
+        let allocation = try device.allocate(size: UInt64(size), nic: .probe(pd: pd))
         XCTAssertEqual(allocation.strategy, .rdmaAddress)
         XCTAssertEqual(allocation.rejected, [])
         guard case let .remoteAddress(address, _) = allocation.registrable.location else {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVerbs
+import Sharing
 import Synchronization
 
 /// Connection parameters both sides agree on; read-atomic depths bounded by the device.

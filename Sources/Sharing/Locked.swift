@@ -2,8 +2,12 @@
 import Glibc
 #endif
 
-/// A value behind a heap-allocated pthread mutex: the state that several threads share, here and
-/// in the modules above. It stands in for Synchronization.Mutex because ThreadSanitizer sees
+// Sharing: the Sendable building blocks the package's modules keep shared state and memory in
+// (Locked, MemoryAddress), in a module of their own so that neither of the two bottom modules,
+// Verbs and VulkanMemory, needs the other for them.
+
+/// A value behind a heap-allocated pthread mutex: the state that several threads share in the
+/// package's modules. It stands in for Synchronization.Mutex because ThreadSanitizer sees
 /// pthread mutexes, and with Swift 6.3 on Linux it does not see Mutex: every access under one is
 /// reported as a race, so `make test-tsan` could not tell a real one. (The mutex lives on the
 /// heap: a pthread_mutex_t must not move.) Not recursive.
