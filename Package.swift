@@ -68,10 +68,13 @@ let package = Package(
             cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
             linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"])]
         ),
+        // `vkverbs doctor`'s judgement: gathered facts in, checks with causes and fixes and a verdict
+        // out, without system calls (the CLI gathers the facts); and the bound every probe runs under.
+        .target(name: "Doctor", dependencies: ["Verbs", "VulkanMemory"]),
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "Transfer", "NumberedStream",
+                "Verbs", "CVerbs", "CVulkan", "Doctor", "SelfTest", "PingPong", "VulkanMemory", "Transfer", "NumberedStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -85,6 +88,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "CVulkan", "Verbs"],
             exclude: ["Shaders/pattern.comp"]
         ),
+        .testTarget(name: "DoctorTests", dependencies: ["Doctor", "Verbs", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "PingPongTests", dependencies: ["PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "CVulkan", "SelfTest", "NumberedStream", "RDMATestSupport",
