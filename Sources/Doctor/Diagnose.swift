@@ -56,7 +56,7 @@ extension Diagnosis {
             guard let s = d.chosen else { return nil }
             return (strategyRank(s, d), d, s)
         }.sorted { $0.0 < $1.0 }
-        guard !f.timedOut.contains("vulkan"), f.vulkan.available, let (rank, device, strategy) = ranked.first else {
+        guard !f.timedOut.contains("vulkan"), f.vulkan.available, case let (rank, device, strategy)? = ranked.first else {
             let why = f.timedOut.contains("vulkan") ? "the Vulkan probe did not answer"
                 : !f.vulkan.available ? "no Vulkan device" : "no memory strategy worked on any Vulkan device"
             return (.throughHost, "RDMA works with host memory only: \(why)")
@@ -173,10 +173,10 @@ struct RDMAJudge {
             return DoctorCheck(id: "rdma.ports", title: "ports", status: .ok, found: text)
         }
         let (cause, fix): (String, String)
-        if let (_, p) = all.first(where: { $0.1.linkLayer == .infiniband && ($0.1.state == .initialized || $0.1.state == .armed) }) {
+        if case let (_, p)? = all.first(where: { $0.1.linkLayer == .infiniband && ($0.1.state == .initialized || $0.1.state == .armed) }) {
             cause = "the link is up but no subnet manager has configured port \(p.number)"
             fix = "run a subnet manager on the fabric (`opensm`, or the switch's)"
-        } else if let (_, p) = all.first(where: { $0.1.linkLayer == .ethernet }) {
+        } else if case let (_, p)? = all.first(where: { $0.1.linkLayer == .ethernet }) {
             cause = "the Ethernet link under the port is down" + (p.netdev.map { " (\($0))" } ?? "")
             fix = "`ip link set \(p.netdev ?? "IFACE") up`, and check the cable or the peer port"
         } else {
@@ -189,7 +189,7 @@ struct RDMAJudge {
     func gidsCheck() -> DoctorCheck {
         let active = r.devices.flatMap { d in d.ports.filter { $0.state == .active }.map { (d, $0) } }
         guard !active.isEmpty else { return DoctorCheck(id: "rdma.gids", title: "GIDs", status: .skip, found: "no active port") }
-        if let (d, p) = usablePort, let gid = p.usableGID {
+        if case let (d, p)? = usablePort, let gid = p.usableGID {
             return DoctorCheck(id: "rdma.gids", title: "GIDs", status: .ok,
                                found: "\(d.name) port \(p.number): gid[\(gid.index)] \(gid.type.rawValue) \(gid.address)")
         }
@@ -207,8 +207,8 @@ struct RDMAJudge {
     }
 
     func mtuCheck() -> DoctorCheck {
-        guard let (d, p) = usablePort ?? r.devices.lazy.flatMap({ d in d.ports.map { (d, $0) } }).first(where: { $0.1.state == .active }),
-              let active = p.activeMTU
+        let firstActive: (RDMADeviceFacts, PortFacts)? = r.devices.flatMap { d in d.ports.map { (d, $0) } }.first { $0.1.state == .active }
+        guard case let (d, p)? = usablePort ?? firstActive, let active = p.activeMTU
         else { return DoctorCheck(id: "rdma.mtu", title: "path MTU", status: .skip, found: "no active port") }
         let max = p.maxMTU ?? active
         let found = "\(d.name) port \(p.number): active \(active), max \(max)" + (p.netdevMTU.map { ", \(p.netdev ?? "interface") MTU \($0)" } ?? "")

@@ -38,11 +38,11 @@ enum DoctorProbe {
             cm: CMFacts(deviceFile: fm.fileExists(atPath: "/dev/infiniband/rdma_cm")))
         var contexts: [String: Context] = [:]
         for name in Verbs.Devices.names() {
-            do {
+            do throws(VerbsError) {
                 let context = try Context.open(name: name)
                 let info = try context.info()
                 var device = RDMADeviceFacts(name: name, ports: info.ports.map { portFacts(device: name, $0) })
-                do { device.odp = try context.odpCapabilities() } catch { device.odpError = error.description }
+                do throws(VerbsError) { device.odp = try context.odpCapabilities() } catch { device.odpError = error.description }
                 facts.devices.append(device)
                 contexts[name] = context
             } catch {
@@ -54,7 +54,7 @@ enum DoctorProbe {
         if facts.cm.deviceFile {
             let address = usable.flatMap { $0.1.usableGID }.map(\.address)
             facts.cm.address = address
-            do {
+            do throws(VerbsError) {
                 let listener = try Listener(address: address, port: 0)
                 facts.cm.bound = true
                 facts.cm.boundDevice = listener.context?.name
@@ -113,10 +113,11 @@ enum DoctorProbe {
 
     static func memlock() -> MemlockFacts {
         var limit = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_MEMLOCK.rawValue), &limit)
-        func value(_ v: rlim_t) -> UInt64? { v == RLIM_INFINITY ? nil : UInt64(v) }
-        let capabilities = processStatusField("CapEff").flatMap { UInt64($0, radix: 16) } ?? 0
-        return MemlockFacts(soft: value(limit.rlim_cur), hard: value(limit.rlim_max), capIPCLock: capabilities & (1 << 14) != 0)
+        guard getrlimit(__rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 else {
+            return MemlockFacts(soft: nil, hard: nil, capIPCLock: hasCapability(14))
+        }
+        func value(_ v: rlim_t) -> UInt64? { v == rlim_t.max ? nil : UInt64(v) }  // rlim_t.max: RLIM_INFINITY
+        return MemlockFacts(soft: value(limit.rlim_cur), hard: value(limit.rlim_max), capIPCLock: hasCapability(14))  // 14: CAP_IPC_LOCK
     }
 
     /// The Vulkan half of `vkverbs devices`, reduced to what the checks judge.
