@@ -60,7 +60,7 @@ struct DoctorCommand: ParsableCommand {
         }
         if !timedOut.isEmpty {
             // A hung probe's thread may hold locks that an orderly exit would wait on.
-            fflush(stdout)
+            fflush(nil)  // every output stream
             _exit(diagnosis.exitStatus)
         }
         if diagnosis.exitStatus != 0 { throw ExitCode(diagnosis.exitStatus) }
