@@ -227,7 +227,7 @@ struct RDMAJudge {
         let c = r.cm
         let title = "rdma_cm"
         guard c.deviceFile else {
-            return DoctorCheck(id: "rdma.cm", title: title, status: r.devices.isEmpty ? .fail : .fail,
+            return DoctorCheck(id: "rdma.cm", title: title, status: .fail,
                                found: "no /dev/infiniband/rdma_cm",
                                cause: "rdma_ucm is not loaded: connections (rdma_cm, which vkverbs uses) cannot be made",
                                fix: "`modprobe rdma_ucm`")
@@ -369,7 +369,7 @@ struct VulkanJudge {
         guard !d.rdmaCapableTypes.isEmpty else {
             return DoctorCheck(id: id, title: title, status: .info, found: "none",
                                cause: "no memory type has VK_MEMORY_PROPERTY_RDMA_CAPABLE_BIT_NV (it comes with VK_NV_external_memory_rdma)",
-                               fix: d.extensions.externalMemoryRDMA ? "none needed" : "the other strategies do not need it")
+                               fix: "none needed unless the rdma-address path is wanted: the other strategies do not use such types")
         }
         let found = "types " + d.rdmaCapableTypes.map(String.init).joined(separator: ", ") + ", \(formatBytes(d.rdmaCapableAvailable)) available (\(budget))"
         if d.rdmaCapableAvailable < 64 << 20 {

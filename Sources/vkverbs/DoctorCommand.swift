@@ -23,7 +23,7 @@ struct DoctorCommand: ParsableCommand {
     @Flag(help: "Print JSON: the verdict, the checks and the facts they were judged from.") var json = false
     @Flag(help: "Enable the emulation layer VK_LAYER_VKVERBS_rdma_emulation for the Vulkan checks.") var layer = false
     @Option(help: ArgumentHelp("Seconds each probe (RDMA, Vulkan) may take before it counts as hung.", valueName: "seconds"))
-    var probeTimeout: Double = 10
+    var probeTimeout: Double = 30
 
     /// `--json`.
     struct Report: Encodable {

@@ -4,7 +4,10 @@ import RDMATestSupport
 import XCTest
 
 /// What a script written for `ib_write_lat --out_json` reads: `results` with perftest's keys as
-/// numbers. The same reader reads perftest's file and vkverbs's.
+/// numbers. The same reader reads perftest's file and vkverbs's. Current perftest writes strict
+/// JSON; perftest 4.5 (Debian 12's) writes the same keys unquoted, string values bare and commas
+/// before closing braces, which no strict parser takes: the reader accepts both, one key per line,
+/// as such a script must.
 struct PerftestReport {
     static let latencyKeys = ["MsgSize", "n_iterations", "t_min", "t_max", "t_typical", "t_avg", "t_stdev", "percentile_99", "percentile_99.9"]
     static let bandwidthKeys = ["MsgSize", "n_iterations", "BW_peak", "BW_average", "MsgRate"]
@@ -13,12 +16,34 @@ struct PerftestReport {
     var results: [String: Double]
 
     init(_ data: Data, keys: [String]) throws {
-        let top = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any], String(decoding: data, as: UTF8.self))
+        let parsed = (try? JSONSerialization.jsonObject(with: data)) ?? (try JSONSerialization.jsonObject(with: Self.relaxed(data)))
+        let top = try XCTUnwrap(parsed as? [String: Any], String(decoding: data, as: UTF8.self))
         test = try XCTUnwrap((top["test_info"] as? [String: Any])?["test"] as? String)
         let results = try XCTUnwrap(top["results"] as? [String: Any])
         var values: [String: Double] = [:]
         for key in keys { values[key] = try XCTUnwrap((results[key] as? NSNumber)?.doubleValue, "results.\(key) in \(results)") }
         self.results = values
+    }
+
+    /// perftest 4.5's relaxed form made strict: each `key: value` line gets its key (and a value
+    /// that is neither a number, an object, an array, true nor a string) quoted; a comma before `}` goes.
+    static func relaxed(_ data: Data) -> Data {
+        var lines: [String] = []
+        for raw in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = raw.trimmingCharacters(in: .whitespaces)
+            if let colon = line.firstIndex(of: ":"), !line.hasPrefix("{"), !line.hasPrefix("}") {
+                let key = line[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+                var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                let comma = value.hasSuffix(",")
+                if comma { value.removeLast() }
+                if !(value.hasPrefix("{") || value.hasPrefix("[") || value.hasPrefix("\"") || Double(value) != nil || value == "true") { value = "\"\(value)\"" }
+                line = "\"\(key)\": \(value)" + (comma ? "," : "")
+            }
+            lines.append(line)
+        }
+        let joined = lines.joined(separator: "\n")
+        let strict = joined.replacingOccurrences(of: ",\\s*\\}", with: "}", options: .regularExpression)
+        return Data(strict.utf8)
     }
 }
 
@@ -49,6 +74,43 @@ final class PerftestJSONTests: XCTestCase {
         let all = try XCTUnwrap(top["vkverbs_results"] as? [[String: Any]])
         XCTAssertEqual(all.map { ($0["MsgSize"] as? NSNumber)?.intValue }, [2, 4096])
         XCTAssertEqual((top["test_info"] as? [String: Any])?["Max_inline_data"] as? Int, 220)
+    }
+
+    /// perftest 4.5's file as ib_write_lat wrote it in the fabric (abridged), and ours, through one reader.
+    func testOneReaderReadsPerftest45AndOurs() throws {
+        let perftest45 = """
+        {
+        test_info: {
+        test: RDMA_Write_Latency_Test,
+        Device: "rxe0",
+        TX_depth : 1,
+        Mtu: 1024,
+        Data_ex_method: rdma_cm,
+        },
+        results: {
+        MsgSize: 2,
+        n_iterations: 200,
+        t_min: 21.68,
+        t_max: 69281.62,
+        t_typical: 39.14,
+        t_avg: 1855.37,
+        t_stdev: 3670.75,
+        percentile_99: 18914.56,
+        percentile_99.9: 69281.62,
+        },
+        }
+        """
+        XCTAssertThrowsError(try JSONSerialization.jsonObject(with: Data(perftest45.utf8)))
+        let theirs = try PerftestReport(Data(perftest45.utf8), keys: PerftestReport.latencyKeys)
+        XCTAssertEqual(theirs.test, "RDMA_Write_Latency_Test")
+        XCTAssertEqual(theirs.results["t_typical"], 39.14)
+        XCTAssertEqual(theirs.results["percentile_99.9"], 69281.62)
+        let ours = Report.perftestJSON(try latencyResult(sizes: [2]))
+        XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(ours.utf8)))  // strict JSON, as current perftest
+        let strict = try PerftestReport(Data(ours.utf8), keys: PerftestReport.latencyKeys)
+        let relaxed = try PerftestReport(PerftestReport.relaxed(Data(ours.utf8)), keys: PerftestReport.latencyKeys)
+        XCTAssertEqual(strict.results, relaxed.results)
+        XCTAssertEqual(Set(strict.results.keys), Set(theirs.results.keys))
     }
 
     func testBandwidthUnitsArePerftests() throws {
