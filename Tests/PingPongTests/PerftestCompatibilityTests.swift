@@ -16,7 +16,7 @@ struct PerftestReport {
     var results: [String: Double]
 
     init(_ data: Data, keys: [String]) throws {
-        let parsed = (try? JSONSerialization.jsonObject(with: data)) ?? (try JSONSerialization.jsonObject(with: Self.relaxed(data)))
+        let parsed = try (try? JSONSerialization.jsonObject(with: data)) ?? JSONSerialization.jsonObject(with: Self.relaxed(data))
         let top = try XCTUnwrap(parsed as? [String: Any], String(decoding: data, as: UTF8.self))
         test = try XCTUnwrap((top["test_info"] as? [String: Any])?["test"] as? String)
         let results = try XCTUnwrap(top["results"] as? [String: Any])
