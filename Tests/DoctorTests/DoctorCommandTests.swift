@@ -17,11 +17,11 @@ enum DoctorCLI {
         }
     }
 
-    /// Runs `vkverbs doctor ARGS`. Each probe is bounded by --probe-timeout (here 120 s: a TCG guest
-    /// on a loaded machine takes seconds to open a device); the two together stay under the 300 s here.
+    /// Runs `vkverbs doctor ARGS`. Each probe is bounded by --probe-timeout (here 200 s: a TCG guest
+    /// on a loaded machine takes minutes to open lavapipe); the two together stay under the 500 s here.
     static func run(_ args: [String]) throws -> (status: Int32, output: String) {
-        let r = try runProcess(url, ["doctor", "--probe-timeout", "120"] + args, timeout: 300)
-        XCTAssertFalse(r.timedOut, "vkverbs doctor \(args.joined(separator: " ")) did not finish within 300 s")
+        let r = try runProcess(url, ["doctor", "--probe-timeout", "200"] + args, timeout: 500)
+        XCTAssertFalse(r.timedOut, "vkverbs doctor \(args.joined(separator: " ")) did not finish within 500 s")
         return (r.status, r.output)
     }
 
@@ -101,15 +101,27 @@ final class DoctorFabricTests: RDMATestCase {
         // rxe has no dma-buf regions: the probe says so rather than failing.
         XCTAssertEqual(checks["nic.dma-buf"]?["status"] as? String, "info", "\(checks["nic.dma-buf"] ?? [:])")
         let lavapipe = (try? VulkanInstance().physicalDevices().contains { $0.name.hasPrefix("llvmpipe") }) == true
-        if lavapipe {
+        let timedOut = (report["facts"] as? [String: Any])?["timedOut"] as? [String] ?? []
+        XCTAssertFalse(timedOut.contains("rdma"), "the RDMA probe answered")
+        if timedOut.contains("vulkan") {
+            // lavapipe under TCG on a loaded host can take longer than the bound: then the verdict
+            // must say so (RDMA works, Vulkan did not answer), not claim a path it did not see.
+            XCTAssertEqual(report["verdict"] as? String, "through-host", "\(report["summary"] ?? "")")
+            XCTAssertTrue((report["summary"] as? String ?? "").contains("the Vulkan probe did not answer"))
+            XCTAssertEqual(status, 2)
+            print("note: the Vulkan probe did not answer within the bound in this run")
+        } else if lavapipe {
             XCTAssertEqual(report["verdict"] as? String, "direct", "\(report["summary"] ?? "")")
             XCTAssertEqual(status, 0)
         } else {
             XCTAssertEqual(report["verdict"] as? String, "through-host", "\(report["summary"] ?? "")")
             XCTAssertEqual(status, 2)
         }
+        // The text run: the same RDMA links, and an exit status that is the one its verdict line names
+        // (whether lavapipe answers within the bound may differ from the run above).
         let text = try DoctorCLI.run([])
-        XCTAssertEqual(text.status, status)
         XCTAssertTrue(text.output.contains("[ ok ] rdma_cm"), text.output)
+        XCTAssertTrue(text.output.contains("(exit \(text.status)): "), text.output)
+        XCTAssertTrue(text.status == 0 || text.status == 2, text.output)
     }
 }
