@@ -78,11 +78,14 @@ let package = Package(
             cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
             linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(["-nostartfiles", "-static-stdlib"])]
         ),
+        // `vkverbs doctor`'s judgement: gathered facts in, checks with causes and fixes and a verdict
+        // out, without system calls (the CLI gathers the facts); and the bound every probe runs under.
+        .target(name: "Doctor", dependencies: ["Verbs", "VulkanMemory", "Sharing"]),
         .executableTarget(
             name: "vkverbs",
             dependencies: [
-                "Verbs", "CVerbs", "SelfTest", "PingPong", "VulkanMemory", "VulkanRegistration", "Transfer",
-                "NumberedStream", "Sharing",
+                "Verbs", "CVerbs", "CVulkan", "Doctor", "SelfTest", "PingPong", "VulkanMemory", "VulkanRegistration",
+                "Transfer", "NumberedStream", "Sharing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -96,6 +99,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "VulkanRegistration", "CVulkan", "Verbs", "VerbsEmbedded"],
             exclude: ["Shaders/pattern.comp"]
         ),
+        .testTarget(name: "DoctorTests", dependencies: ["Doctor", "Verbs", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "PingPongTests", dependencies: [
             "PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport", "Sharing",
         ]),

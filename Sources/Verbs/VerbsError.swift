@@ -164,7 +164,7 @@ func registrationError(_ verb: String, length: Int, _ error: VerbsError) -> Verb
 }
 
 /// Whether capability `bit` is in this process' effective set (/proc/self/status CapEff).
-func hasCapability(_ bit: Int) -> Bool {
+public func hasCapability(_ bit: Int) -> Bool {
     guard let hex = processStatusField("CapEff"), let mask = UInt64(hex, radix: 16) else { return false }
     return mask & (1 << UInt64(bit)) != 0
 }

@@ -17,15 +17,6 @@ func fail(_ error: any Error) -> Never {
     exit(1)
 }
 
-func formatBytes(_ bytes: UInt64) -> String {
-    let units: [(UInt64, String)] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
-    for (unit, name) in units where bytes >= unit {
-        let value = Double(bytes) / Double(unit)
-        return value == value.rounded() ? "\(Int(value)) \(name)" : String(format: "%.1f %@", value, name)
-    }
-    return "\(bytes) B"
-}
-
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

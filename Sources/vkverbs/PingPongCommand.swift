@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import Doctor
 import Foundation
 import Sharing
 import PingPong
@@ -48,19 +49,23 @@ struct PingPongCommand: ParsableCommand {
     @Flag(help: "Serve clients.") var server = false
     @Option(help: "Measure against the server at HOST.") var client: String?
     @Option(help: "Address to listen on (server).") var bind: String?
-    @Option(help: "Port.") var port: UInt16 = 18516
+    @Option(name: [.long, .customShort("p")], help: "Port (perftest -p).") var port: UInt16 = 18516
     @Option(help: "RDMAOperation: write, write-imm, send, read.") var op: RDMAOperation = .write
     @Option(help: "What to measure: latency or bandwidth.") var measure: MeasurementKind = .latency
-    @Option(name: .shortAndLong, help: "Message size in bytes.") var size: Int = 2
-    @Flag(help: "Sweep sizes from 2 B to 8 MiB (perftest -a).") var sweep = false
-    @Option(name: .shortAndLong, help: "Iterations per size.") var iterations: Int = 1000
-    @Option(help: "Seconds per size instead of a count (iterations is then the cap).") var duration: Int?
+    @Option(name: .shortAndLong, help: "Message size in bytes (perftest -s).") var size: Int = 2
+    @Flag(name: [.long, .customShort("a"), .customLong("all")], help: "Sweep sizes from 2 B to 8 MiB (perftest -a, --all).") var sweep = false
+    @Option(name: [.short, .customShort("n"), .long, .customLong("iters")], help: "Iterations per size (perftest -n, --iters).")
+    var iterations: Int = 1000
+    @Option(name: [.long, .customShort("D")], help: "Seconds per size instead of a count (iterations is then the cap; perftest -D).")
+    var duration: Int?
     @Option(help: "Warm-up iterations, not measured.") var warmup: Int = 100
     @Option(help: "Memory: host, auto, rdma-address, dma-buf, host-import, host-visible, staged.") var memory: MemoryKind = .host
-    @Option(help: "RDMA device the run must use (default: the one the address is on).") var device: String?
+    @Option(name: [.long, .customShort("d"), .customLong("ib-dev")], help: "RDMA device the run must use (default: the one the address is on; perftest -d).")
+    var device: String?
     @Option(help: "Vulkan device index for GPU memory.") var vulkanDevice: Int = 0
     @Option(help: "Bandwidth: work requests in flight.") var window: Int = 128
-    @Option(help: "Post messages up to this many bytes inline, as perftest -I (default: 220 for latency, 0 for bandwidth; capped by the device).")
+    @Option(name: [.long, .customShort("I"), .customLong("inline_size")],
+            help: "Post messages up to this many bytes inline, as perftest -I (default: 220 for latency, 0 for bandwidth; capped by the device).")
     var inline: Int?
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 30
     @Option(help: "Server: stop after this many clients.") var maxClients: Int?
@@ -75,6 +80,17 @@ struct PingPongCommand: ParsableCommand {
     @Option(help: "Client: keep retrying this many seconds while no server listens yet.") var retry: Int = 0
     @Flag(help: "Print JSON instead of the table.") var json = false
     @Flag(help: "Print CSV instead of the table.") var csv = false
+    @Flag(name: [.customShort("R"), .customLong("rdma_cm")], help: "Accepted as perftest -R: connections always go through rdma_cm.")
+    var rdmaCM = false
+    @Flag(name: [.customShort("F"), .customLong("CPU-freq")], help: "Accepted as perftest -F: a CPU frequency warning never stops a run.")
+    var ignoreCPUFrequency = false
+    @Flag(name: .customLong("report_gbits"), help: "Bandwidth in Gb/sec (perftest --report_gbits): the table and --out_json.")
+    var reportGbits = false
+    @Flag(name: .customLong("out_json"), help: "Also write the result as perftest's JSON report (perftest --out_json), to --out_json_file.")
+    var outJSON = false
+    @Option(name: .customLong("out_json_file"), help: ArgumentHelp("The --out_json file (default perftest_out.json in the working directory).",
+                                                                   valueName: "file"))
+    var outJSONFile: String?
 
     func validate() throws {
         if server == (client != nil) { throw ValidationError("give exactly one of --server and --client HOST") }
@@ -157,7 +173,13 @@ struct PingPongCommand: ParsableCommand {
         } else if csv {
             print(Report.csv(result))
         } else {
-            print(Report.table(result))
+            print(Report.table(result, gbits: reportGbits))
+        }
+        if outJSON || outJSONFile != nil {
+            let path = outJSONFile ?? "perftest_out.json"
+            guard FileManager.default.createFile(atPath: path, contents: Data(Report.perftestJSON(result, gbits: reportGbits).utf8)) else {
+                fail("--out_json_file \(path): cannot write the file")
+            }
         }
         if result.interrupted { throw ExitCode(130) }
     }
