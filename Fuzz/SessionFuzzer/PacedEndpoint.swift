@@ -4,8 +4,8 @@ import VerbsEmbedded
 /// The server's end of an in-memory link, handed to the code under test in place of the bare
 /// `InMemoryEndpoint`: every call goes to that endpoint unchanged, and each time the server
 /// looks for something from the peer and waits (`processEvents`, which every spin loop of the
-/// ping-pong server calls, and the engine's `wait...Completions`) the hostile peer takes its
-/// next step first (`step`). So one thread runs both ends, in an order fixed by the input:
+/// ping-pong server calls, a poll that finds nothing, and the engine's `wait...Completions`) the
+/// hostile peer takes its next step (`step`). So one thread runs both ends, in an order fixed by the input:
 /// the peer acts only while the server waits, as a peer on the other side of a wire does, and
 /// runs are repeatable. `step` returns false once the peer's script is over and it has hung
 /// up (the link is down), after which waits are the twin's own and end with the disconnect.
@@ -35,8 +35,19 @@ final class PacedEndpoint: ConnectedEndpoint, @unchecked Sendable {
     func postSend(_ request: SendRequest) throws(VerbsError) { try inner.postSend(request) }
     func prepare(_ request: SendRequest) throws(VerbsError) -> any PreparedPost { try inner.prepare(request) }
     func postReceive(id: UInt64, segment: LocalSegment?) throws(VerbsError) { try inner.postReceive(id: id, segment: segment) }
-    func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try inner.pollSendCompletions(max: max) }
-    func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try inner.pollReceiveCompletions(max: max) }
+
+    /// A poll that finds nothing is the server waiting too (its spin loops poll): the peer steps.
+    func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
+        let got = try inner.pollSendCompletions(max: max)
+        if got.isEmpty { _ = step() }
+        return got
+    }
+
+    func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
+        let got = try inner.pollReceiveCompletions(max: max)
+        if got.isEmpty { _ = step() }
+        return got
+    }
 
     func waitSendCompletions(timeout: Duration, mode: CompletionWaitMode, max: Int) throws(VerbsError) -> [WorkCompletion] {
         while true {
