@@ -29,23 +29,38 @@ import FuzzSupport
 import CLibFuzzer
 #endif
 
-/// Runs per target, printed when the process ends. Only the single fuzzing thread touches them.
+/// Runs per target and the time spent in them, printed when the process ends (each target's
+/// own rate). Only the single fuzzing thread touches them.
 nonisolated(unsafe) var runs = (pingPong: 0, stream: 0)
+nonisolated(unsafe) var nanoseconds = (pingPong: UInt64(0), stream: UInt64(0))
+
+func now() -> UInt64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+}
 
 /// One input through the target its first byte picks.
 func exercise(_ bytes: [UInt8]) {
     var input = InputReader(bytes)
+    let start = now()
     if input.byte() & 1 == 0 {
-        runs.pingPong += 1
         PingPongSessionTarget.run(&input)
+        runs.pingPong += 1
+        nanoseconds.pingPong += now() - start
     } else {
-        runs.stream += 1
         StreamReceiverTarget.run(&input)
+        runs.stream += 1
+        nanoseconds.stream += now() - start
     }
 }
 
 func printRuns() {
-    print("SessionFuzzer: \(runs.pingPong) ping-pong sessions, \(runs.stream) stream receiver runs")
+    func rate(_ count: Int, _ ns: UInt64) -> String {
+        "\(count) in \(ns / 1_000_000) ms (\(ns == 0 ? 0 : UInt64(count) * 1_000_000_000 / ns)/s of its own time)"
+    }
+    print("SessionFuzzer: ping-pong sessions: \(rate(runs.pingPong, nanoseconds.pingPong)); "
+          + "stream receiver runs: \(rate(runs.stream, nanoseconds.stream))")
 }
 
 /// Replays files and, for each, every prefix and the one-byte mutations 0x00, 0xff and +1.
