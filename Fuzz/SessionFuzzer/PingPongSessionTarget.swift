@@ -86,6 +86,9 @@ enum PingPongSessionTarget {
         let sessionRequest = FuzzSessionRequest(privateData: request, endpoint: PacedEndpoint(link.b, step: script.step), script: script)
         if let admission = try? server.admit(sessionRequest) {
             server.serve(admission)
+            // While the admission is still here: the session gave its charge back itself, not
+            // the reservation's deinit.
+            if server.budget.inUse != 0 { leak("a session ended holding \(server.budget.inUse) bytes of the memory budget") }
         }
         client.finish("a ping-pong session")
         if sessionRequest.peer.object != nil { leak("the session's Peer outlived it") }
