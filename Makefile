@@ -24,7 +24,7 @@ demo: build
 	$(FABRIC) setup
 	$(FABRIC) two-hosts -- scripts/pingpong-two-hosts --op write --sweep -i 20 --warmup 2
 
-# Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing the handshake decoders, the
+# Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, the
 # two-hosts runs (with a mid-stream network cut), the C API (installed, built with gcc/g++ through
 # pkg-config, run on both topologies), a short soak, and last the whole suite inside the rxe fabric,
 # where a missing RDMA device is a failure, not a skip. (make soak, test-asan and test-tsan take

@@ -111,6 +111,14 @@ let package = Package(
         // messages, the numbered stream): a corpus replayer in plain builds, a libFuzzer binary
         // under -DVKVERBS_FUZZING -sanitize=fuzzer,address (mk/fuzz.mk, Fuzz/).
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
-        .executableTarget(name: "HandshakeFuzzer", dependencies: ["PingPong", "NumberedStream", "Verbs", "CLibFuzzer"], path: "Fuzz/HandshakeFuzzer"),
+        // The fuzz targets' file handling for their corpus-replay and seed-writing modes.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
+        .executableTarget(name: "HandshakeFuzzer", dependencies: ["PingPong", "NumberedStream", "Verbs", "CLibFuzzer", "FuzzSupport"],
+                          path: "Fuzz/HandshakeFuzzer"),
+        // Every peer input at session level: a ping-pong server session and the stream receiver
+        // driven by a hostile peer over the in-memory twin (Fuzz/SessionFuzzer/main.swift).
+        .executableTarget(name: "SessionFuzzer", dependencies: [
+            "PingPong", "NumberedStream", "Verbs", "VerbsEmbedded", "VulkanMemory", "CLibFuzzer", "FuzzSupport",
+        ], path: "Fuzz/SessionFuzzer"),
     ]
 )

@@ -17,6 +17,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FuzzSupport
 import NumberedStream
 import PingPong
 import Verbs
@@ -70,58 +71,11 @@ func exercise(_ bytes: [UInt8]) -> (request: Bool, answer: Bool, step: Bool, str
     return accepted
 }
 
-// MARK: files, with Glibc only (no Foundation in the fuzzing binary)
-
-func fail(_ message: String) -> Never {
-    let line = Array("HandshakeFuzzer: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-    exit(2)
-}
-
-func isDirectory(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-}
-
-func readFile(_ path: String) -> [UInt8] {
-    guard let file = fopen(path, "rb") else { fail("cannot open \(path): \(String(cString: strerror(errno)))") }
-    defer { fclose(file) }
-    var contents: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, file) }
-        if count == 0 { break }
-        contents += chunk[0..<count]
-    }
-    if ferror(file) != 0 { fail("cannot read \(path)") }
-    return contents
-}
-
-func writeFile(_ path: String, _ bytes: [UInt8]) {
-    guard let file = fopen(path, "wb") else { fail("cannot create \(path): \(String(cString: strerror(errno)))") }
-    let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-    if fclose(file) != 0 || written != bytes.count { fail("cannot write \(path)") }
-}
-
-/// Regular files directly in `path`, sorted, hidden ones skipped.
-func filesIn(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { fail("cannot list \(path): \(String(cString: strerror(errno)))") }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        if !name.hasPrefix(".") && !isDirectory(path + "/" + name) { names.append(name) }
-    }
-    return names.sorted().map { path + "/" + $0 }
-}
-
 // MARK: modes
 
 /// Replays files and, for each, every prefix and every one-byte mutation (0x00, 0xff, +1).
 func replay(_ paths: [String]) {
-    let files = paths.flatMap { isDirectory($0) ? filesIn($0) : [$0] }
+    let files = inputFiles(paths)
     if files.isEmpty { fail("nothing to replay (give files or directories, e.g. Fuzz/corpus)") }
     var runs = 0, requests = 0, answers = 0, steps = 0, streams = 0
     for file in files {
@@ -153,7 +107,7 @@ func writeSeeds(to directory: String) {
     guard let seeds = seedInputs() else {
         fail("--write-seeds needs a build with -DVKVERBS_FUZZ_SEEDS (make fuzz-seeds); see Seeds.swift")
     }
-    if mkdir(directory, 0o755) != 0 && errno != EEXIST { fail("cannot create \(directory): \(String(cString: strerror(errno)))") }
+    makeDirectory(directory)
     for seed in seeds {
         writeFile(directory + "/" + seed.name, seed.bytes)
     }

@@ -136,7 +136,7 @@ public final class PingPongServer: Sendable {
 
     /// An admitted request on its way to its session thread: the request itself (which that
     /// thread answers), what it asked, and its charge on the budget.
-    private struct Admission: Sendable {
+    struct Admission: Sendable {
         let request: any SessionRequest
         let asked: Handshake.Request
         let reservation: MemoryBudget.Reservation
@@ -146,7 +146,8 @@ public final class PingPongServer: Sendable {
     /// Nothing is allocated or registered here. Every refusal rejects the request, so the client
     /// learns why at once. Throws `.rejected` for what may pass later (busy, budget spent for now).
     /// A refusal for what may pass later is counted (`refusedBusy`) before the client hears of it.
-    private func admit(_ request: any SessionRequest) throws(PingPongError) -> Admission {
+    /// (Internal, not private: the session fuzzer admits requests the way this loop does.)
+    func admit(_ request: any SessionRequest) throws(PingPongError) -> Admission {
         let running = active.load(ordering: .acquiring)
         if running >= maxSessions {
             busyRejections.add(1, ordering: .releasing)
@@ -194,20 +195,27 @@ public final class PingPongServer: Sendable {
         do {
             try spawnThread { [self] in
                 defer { active.subtract(1, ordering: .acquiringAndReleasing) }
-                // After `session` returned, so everything it allocated is gone first.
-                defer { admission.reservation.release() }
-                do {
-                    try session(admission)
-                } catch {
-                    failures.add(1, ordering: .relaxed)
-                    log("session failed: \(error)")
-                }
+                serve(admission)
             }
         } catch {
             admission.request.reject("no session thread")
             admission.reservation.release()
             active.subtract(1, ordering: .acquiringAndReleasing)
             throw error
+        }
+    }
+
+    /// What a session thread runs for an admitted request, on the calling thread: the session,
+    /// then its charge back to the budget, whatever way it ended (a failure is counted and logged).
+    /// (The session fuzzer calls it directly, without the thread.)
+    func serve(_ admission: Admission) {
+        // After `session` returned, so everything it allocated is gone first.
+        defer { admission.reservation.release() }
+        do {
+            try session(admission)
+        } catch {
+            failures.add(1, ordering: .relaxed)
+            log("session failed: \(error)")
         }
     }
 

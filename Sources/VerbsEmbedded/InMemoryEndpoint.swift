@@ -96,8 +96,9 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
     public func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
         state.core.withLock { c in
             c.pump(state)
-            let taken = c.sides[side].sendCompletions.prefix(Swift.max(0, max))
+            let taken = c.sides[side].sendCompletions.prefix(Swift.max(0, Swift.min(max, c.sides[side].visibleSend)))
             c.sides[side].sendCompletions.removeFirst(taken.count)
+            c.sides[side].tookSend(taken.count)
             if let last = taken.last { c.sides[side].retiredSeq = Swift.max(c.sides[side].retiredSeq, last.seq) }
             return taken.map(\.wc)
         }
@@ -106,8 +107,9 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
     public func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
         state.core.withLock { c in
             c.pump(state)
-            let taken = c.sides[side].receiveCompletions.prefix(Swift.max(0, max))
+            let taken = c.sides[side].receiveCompletions.prefix(Swift.max(0, Swift.min(max, c.sides[side].visibleReceive)))
             c.sides[side].receiveCompletions.removeFirst(taken.count)
+            c.sides[side].tookReceive(taken.count)
             return Array(taken)
         }
     }

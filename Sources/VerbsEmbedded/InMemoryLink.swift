@@ -21,7 +21,10 @@ import Verbs
 ///
 /// Requests execute whenever either endpoint is called (post, poll, wait, events), so one
 /// thread can drive both ends. `hold` keeps an endpoint's requests from executing (delayed
-/// completions), `inject` fails them, `finish` reports what was left behind.
+/// completions), `holdCompletions` lets them execute but keeps their completions back until
+/// the test delivers them, queue by queue and link by link in the order it picks (completions
+/// reordered across queue pairs, and between an endpoint's send and receive queues; never
+/// within one queue, as RC keeps), `inject` fails them, `finish` reports what was left behind.
 public final class InMemoryLink: Sendable {
     public let a: InMemoryEndpoint
     public let b: InMemoryEndpoint
@@ -64,6 +67,59 @@ public final class InMemoryLink: Sendable {
     public func release(_ end: End) {
         state.core.withLock { c in
             c.sides[end.rawValue].held = false
+            c.pump(state)
+        }
+    }
+
+    /// Which of an endpoint's completion queues a delivery is for.
+    public enum Queue: Sendable { case send, receive }
+
+    /// From now on `end`'s requests (and the peer's toward it) still execute, bytes land, but
+    /// their completions, send and receive queue alike, stay out of `end`'s polls and waits
+    /// until `deliverCompletions` or `releaseCompletions`: what a NIC whose completions lag, or
+    /// arrive in another order across queue pairs than the requests were posted in, looks like.
+    /// Completions already pollable stay so.
+    public func holdCompletions(_ end: End) {
+        state.core.withLock { c in
+            let s = c.sides[end.rawValue]
+            c.sides[end.rawValue].sendLimit = s.sendLimit ?? s.sendCompletions.count
+            c.sides[end.rawValue].receiveLimit = s.receiveLimit ?? s.receiveCompletions.count
+        }
+    }
+
+    /// Completions `end` holds back now, per queue.
+    public func heldCompletions(_ end: End) -> (send: Int, receive: Int) {
+        state.core.withLock { c in
+            c.pump(state)
+            let s = c.sides[end.rawValue]
+            return (s.sendCompletions.count - s.visibleSend, s.receiveCompletions.count - s.visibleReceive)
+        }
+    }
+
+    /// Hands the oldest `count` (nil: all) of the completions `end` holds on `queue` to its
+    /// polls, in the order they were generated: one queue's completions keep RC's order; which
+    /// queue and which link goes first is the caller's choice. Holding goes on for later ones.
+    public func deliverCompletions(_ end: End, queue: Queue, count: Int? = nil) {
+        state.core.withLock { c in
+            c.pump(state)
+            var s = c.sides[end.rawValue]
+            switch queue {
+            case .send:
+                if let limit = s.sendLimit { s.sendLimit = min(s.sendCompletions.count, limit + max(0, count ?? s.sendCompletions.count)) }
+            case .receive:
+                if let limit = s.receiveLimit {
+                    s.receiveLimit = min(s.receiveCompletions.count, limit + max(0, count ?? s.receiveCompletions.count))
+                }
+            }
+            c.sides[end.rawValue] = s
+        }
+    }
+
+    /// Delivers everything `end` holds (send queue first) and stops holding its completions.
+    public func releaseCompletions(_ end: End) {
+        state.core.withLock { c in
+            c.sides[end.rawValue].sendLimit = nil
+            c.sides[end.rawValue].receiveLimit = nil
             c.pump(state)
         }
     }
@@ -117,6 +173,17 @@ struct LinkCore {
         var failNext: WorkCompletionStatus?
         var held = false
         var executed = 0
+        /// While completions are held (`holdCompletions`): how many of the oldest ones of each
+        /// queue polls may take; nil: all of them.
+        var sendLimit: Int?
+        var receiveLimit: Int?
+
+        var visibleSend: Int { sendLimit ?? sendCompletions.count }
+        var visibleReceive: Int { receiveLimit ?? receiveCompletions.count }
+
+        /// A poll took `count` pollable completions.
+        mutating func tookSend(_ count: Int) { sendLimit = sendLimit.map { $0 - count } }
+        mutating func tookReceive(_ count: Int) { receiveLimit = receiveLimit.map { $0 - count } }
     }
 
     var sides = [Side(), Side()]

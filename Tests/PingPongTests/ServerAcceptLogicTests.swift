@@ -162,4 +162,48 @@ final class ServerAcceptLogicTests: XCTestCase {
         XCTAssertTrue(running.lines.contains { $0.contains("session failed") && $0.contains("timed out after") },
                       "\(running.lines)")
     }
+
+    /// Two sessions whose server-side completions are held and then delivered in the other order
+    /// than the sessions began: the later session runs to its end while the earlier one waits on
+    /// its completions, then the earlier one finishes as well, nothing lost, the budget back.
+    func testSessionsWithCompletionsReorderedAcrossQueuePairsEachFinish() throws {
+        let running = try Running(maxSessions: 2)
+        let c = config(.send, .latency)
+        var peers: [Peer] = []
+        var links: [InMemoryLink] = []
+        for _ in 0..<2 {
+            peers.append(try dial(running, c))
+            let link = try XCTUnwrap(running.listener.links.last)
+            link.holdCompletions(.b)
+            links.append(link)
+        }
+        let results = Locked<[Int: Result<Int, PingPongError>]>([:])
+        for (index, peer) in peers.enumerated() {
+            nonisolated(unsafe) let peer = peer
+            try spawnThread {
+                let got = Result { () throws(PingPongError) -> Int in
+                    try PingPongClient.measure(peer, c, device: "in-memory", progress: { _ in }).latency.map(\.iterations).reduce(0, +)
+                }
+                results.withLock { $0[index] = got }
+            }
+        }
+        usleep(20_000)
+        XCTAssertTrue(results.withLock { $0.isEmpty }, "both sessions wait on their held completions")
+        links[1].releaseCompletions(.b)
+        XCTAssertTrue(running.eventually { results.withLock { $0[1] != nil } }, "the later session finishes first")
+        XCTAssertNil(results.withLock { $0[0] }, "the earlier one still waits")
+        XCTAssertGreaterThan(links[0].heldCompletions(.b).send, 0)
+        // The earlier session's completions, a few at a time.
+        while results.withLock({ $0[0] == nil }) {
+            links[0].deliverCompletions(.b, queue: .send, count: 3)
+            links[0].deliverCompletions(.b, queue: .receive, count: 2)
+            usleep(200)
+        }
+        for index in 0..<2 {
+            XCTAssertEqual(try results.withLock { $0[index] }?.get(), c.iterations, "session \(index)")
+        }
+        XCTAssertTrue(running.eventually { running.server.activeSessions == 0 })
+        XCTAssertEqual(running.server.budget.inUse, 0)
+        XCTAssertEqual(running.stop(), 0, "\(running.lines)")
+    }
 }

@@ -202,6 +202,67 @@ final class EngineLogicTests: XCTestCase {
         XCTAssertEqual(left.a.unpolledSendCompletions, 0)
     }
 
+    /// Two engines on two queue pairs whose completions come back in the other order than the
+    /// requests were posted: each engine finishes its own work when its completion comes, a wait
+    /// that runs out meanwhile is a timeout, not a failure, and nothing finishes early.
+    func testCompletionsReorderedAcrossQueuePairsFinishEachEnginesOwnWork() throws {
+        let first = try pair(), second = try pair()
+        first.link.holdCompletions(.a)
+        second.link.holdCompletions(.a)
+        let early = try first.sender.postWrite(try first.source.segment(offset: 0, length: 3000), to: first.target.remoteBuffer)
+        let late = try second.sender.postWrite(try second.source.segment(offset: 0, length: 3000), to: second.target.remoteBuffer)
+        second.link.deliverCompletions(.a, queue: .send)
+        try second.sender.wait(for: late, timeout: .seconds(1))
+        XCTAssertEqual(try first.sender.progress(), [], "the first engine's completion has not come")
+        XCTAssertThrowsError(try first.sender.wait(for: early, timeout: .milliseconds(20))) {
+            guard case .timedOut = $0 as? TransferError else { return XCTFail("\($0)") }
+        }
+        XCTAssertNil(first.sender.failure)
+        XCTAssertEqual(first.sender.outstanding, 1)
+        first.link.releaseCompletions(.a)
+        try first.sender.wait(for: early, timeout: .seconds(1))
+        XCTAssertEqual(Array(first.target.bytes![0..<3000]), Array(first.source.bytes![0..<3000]))
+        XCTAssertEqual(first.sender.outstanding, 0)
+        XCTAssertEqual(second.sender.outstanding, 0)
+    }
+
+    /// One endpoint's queues out of step: an arrival comes before the completion of a send posted
+    /// earlier on the same engine, and a window of writes with a failure in its middle, its
+    /// completions handed over one at a time, still fails the engine for good.
+    func testCompletionsHeldAndDeliveredInPiecesKeepTicketsAndFailuresRight() throws {
+        let p = try pair(options: .init(window: 16, signalInterval: 4, timeout: .seconds(5)))
+        let reply = TransferEngine(endpoint: p.link.b, options: .init(timeout: .seconds(5)))
+        _ = try p.sender.postReceive(try p.link.a.pd.register(try HostBuffer(count: 64), access: .localWrite).segment())
+        _ = try reply.postReceive(try p.target.segment(offset: 0, length: 64))
+        p.link.holdCompletions(.a)
+        let request = try p.sender.postSend(try p.source.segment(offset: 0, length: 8))
+        XCTAssertEqual(try reply.nextArrival(timeout: .seconds(1)).byteCount, 8)
+        try reply.send(try p.target.segment(offset: 1000, length: 5))
+        XCTAssertEqual(p.link.heldCompletions(.a).send, 1)
+        p.link.deliverCompletions(.a, queue: .receive)
+        XCTAssertEqual(try p.sender.nextArrival(timeout: .seconds(1)).byteCount, 5, "the reply first")
+        XCTAssertEqual(p.sender.outstanding, 1, "its request's completion is still held")
+        p.link.deliverCompletions(.a, queue: .send)
+        try p.sender.wait(for: request, timeout: .seconds(1))
+
+        // Ten writes, the sixth to memory the peer does not expose: held, then one by one.
+        let closed = try p.link.b.pd.register(try HostBuffer(count: 4096), access: .localWrite)
+        var tickets: [Ticket] = []
+        for k in 0..<10 {
+            let remote = k == 5 ? closed.remoteBuffer : p.target.remoteBuffer
+            tickets.append(try p.sender.postWrite(try p.source.segment(offset: 0, length: 64), to: remote))
+        }
+        for _ in 0..<10 {
+            p.link.deliverCompletions(.a, queue: .send, count: 1)
+            _ = try? p.sender.progress()
+        }
+        try p.sender.wait(for: tickets[4], timeout: .zero)
+        XCTAssertThrowsError(try p.sender.wait(for: tickets[5], timeout: .seconds(1)))
+        XCTAssertThrowsError(try p.sender.wait(for: tickets[9], timeout: .seconds(1)))
+        guard case .failed(_, .remoteAccessError, _)? = p.sender.failure else { return XCTFail("\(String(describing: p.sender.failure))") }
+        XCTAssertThrowsError(try p.sender.postSend(nil), "failed for every later call")
+    }
+
     func testOutOfBoundsIsTypedAndPostsNothing() throws {
         let p = try pair(size: 4096)
         XCTAssertThrowsError(try p.sender.postWrite(try p.source.segment(offset: 0, length: 64), to: p.target.remoteBuffer, at: 4090)) {

@@ -117,6 +117,40 @@ final class StreamLogicTests: XCTestCase {
         XCTAssertTrue(r.log.contains("connect attempt"), "the sender retried while the link was down: \(r.log)")
     }
 
+    /// Every connection's completions held on both ends and handed over a few at a time, newest
+    /// connection first (across queue pairs, out of posting order), with a fault whose flushes
+    /// come late: the stream still arrives whole, once, in order.
+    func testCompletionsReorderedAcrossConnectionsLoseAndRepeatNothing() throws {
+        let listener = InMemoryListener()
+        let done = Locked(false)
+        let deliverer = Thread {
+            while !done.withLock({ $0 }) {
+                for link in listener.links.reversed() {
+                    link.holdCompletions(.a)
+                    link.holdCompletions(.b)
+                    link.deliverCompletions(.a, queue: .send, count: 2)
+                    link.deliverCompletions(.b, queue: .receive, count: 3)
+                    link.deliverCompletions(.b, queue: .send)
+                    link.deliverCompletions(.a, queue: .receive)
+                }
+                usleep(100)
+            }
+        }
+        deliverer.start()
+        defer { done.withLock { $0 = true } }
+        let r = try stream(listener, options: options()) { lines in
+            let sender = StreamSender(dialer: Dialer(listener: listener), messages: 2000, options: options(), log: { lines.add("sender: \($0)") })
+            sender.progress = { completed in
+                if completed == 600 { listener.links.last?.inject(.disconnect) }
+            }
+            return try sender.run()
+        }
+        XCTAssertEqual(r.receiver, r.sender, r.log)
+        XCTAssertEqual(r.sender.accepted, 2000)
+        XCTAssertGreaterThanOrEqual(r.sender.reconnects, 1, r.log)
+        for fault in r.sender.faults { XCTAssertGreaterThanOrEqual(fault.resumedAt, fault.completed, "nothing completed was lost") }
+    }
+
     func testHostileHellosAreRefusedBeforeAnythingIsAllocated() throws {
         let listener = InMemoryListener()
         var small = options()

@@ -109,4 +109,73 @@ final class InMemoryLinkTests: XCTestCase {
         XCTAssertTrue(left.isEmpty, left.description)
         XCTAssertNil(local)
     }
+
+    /// Completions held on two links come out in the order the test delivers them, not the order
+    /// the requests were posted in; within one queue they keep RC's order.
+    func testHeldCompletionsAreDeliveredAcrossLinksInTheOrderGiven() throws {
+        let first = InMemoryLink(), second = InMemoryLink()
+        let l1 = try region(first.a.pd), r1 = try region(first.b.pd)
+        let l2 = try region(second.a.pd), r2 = try region(second.b.pd)
+        first.holdCompletions(.a)
+        second.holdCompletions(.a)
+        l1.bytes![0] = 0x11
+        l2.bytes![0] = 0x22
+        for id in 1...3 {
+            try first.a.postSend(SendRequest(id: UInt64(id), operation: .write(r1.remoteBuffer, offset: UInt64(id)),
+                                             segment: try l1.segment(offset: 0, length: 1)))
+        }
+        try second.a.postSend(SendRequest(id: 9, operation: .write(r2.remoteBuffer, offset: 0), segment: try l2.segment(offset: 0, length: 1)))
+        XCTAssertEqual(r1.bytes![3], 0x11, "the requests executed: their bytes landed")
+        XCTAssertEqual(r2.bytes![0], 0x22)
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8), [], "their completions are held")
+        XCTAssertThrowsError(try first.a.waitSendCompletions(timeout: .milliseconds(20), mode: .busyPoll, max: 8))
+        XCTAssertEqual(first.heldCompletions(.a).send, 3)
+
+        // The second link's completion first, though its request was posted last.
+        second.deliverCompletions(.a, queue: .send)
+        XCTAssertEqual(try second.a.pollSendCompletions(max: 8).map(\.workRequestID), [9])
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8), [])
+        // Then the first link's, one at a time: always the oldest.
+        first.deliverCompletions(.a, queue: .send, count: 1)
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8).map(\.workRequestID), [1])
+        first.deliverCompletions(.a, queue: .send, count: 5)
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8).map(\.workRequestID), [2, 3])
+
+        // Still holding: a later request's completion waits for the next delivery.
+        try first.a.postSend(SendRequest(id: 4, operation: .write(r1.remoteBuffer, offset: 0), segment: try l1.segment(offset: 0, length: 1)))
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8), [])
+        first.releaseCompletions(.a)
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8).map(\.workRequestID), [4])
+        try first.a.postSend(SendRequest(id: 5, operation: .write(r1.remoteBuffer, offset: 0), segment: try l1.segment(offset: 0, length: 1)))
+        XCTAssertEqual(try first.a.pollSendCompletions(max: 8).map(\.workRequestID), [5], "released: completions come at once again")
+    }
+
+    /// An endpoint's receive completion may come before the send completion of a request posted
+    /// earlier (its send and receive queues are not ordered with each other); held failures and
+    /// flushes keep their place in their queue, and `finish` counts held completions.
+    func testHeldCompletionsReorderAnEndpointsQueuesAndKeepFailuresInPlace() throws {
+        let link = InMemoryLink()
+        let a = try region(link.a.pd), b = try region(link.b.pd)
+        try link.a.postReceive(id: 70, segment: try a.segment(offset: 0, length: 64))
+        try link.b.postReceive(id: 80, segment: try b.segment(offset: 0, length: 64))
+        link.holdCompletions(.a)
+        try link.a.postSend(SendRequest(id: 1, operation: .send, segment: try a.segment(offset: 100, length: 8)))
+        try link.b.postSend(SendRequest(id: 2, operation: .send, segment: try b.segment(offset: 100, length: 8)))
+        XCTAssertEqual(try link.b.pollReceiveCompletions(max: 4).map(\.workRequestID), [80], "the other end holds nothing")
+        XCTAssertEqual(link.heldCompletions(.a).send, 1)
+        XCTAssertEqual(link.heldCompletions(.a).receive, 1)
+        link.deliverCompletions(.a, queue: .receive)
+        XCTAssertEqual(try link.a.pollReceiveCompletions(max: 4).map(\.workRequestID), [70])
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 4), [], "the earlier send's completion is still held")
+
+        // A failure while held: it and the flushes after it come out in order, when delivered.
+        let readOnly = try region(link.b.pd, 64, [.localWrite, .remoteRead])
+        try link.a.postSend(SendRequest(id: 3, operation: .write(readOnly.remoteBuffer, offset: 0), segment: try a.segment(offset: 0, length: 8)))
+        try link.a.postSend(SendRequest(id: 4, operation: .write(b.remoteBuffer, offset: 0), segment: try a.segment(offset: 0, length: 8)))
+        XCTAssertEqual(link.finish().a.unpolledSendCompletions, 3, "held completions are unpolled leftovers")
+        link.deliverCompletions(.a, queue: .send, count: 2)
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.status), [.success, .remoteAccessError])
+        link.releaseCompletions(.a)
+        XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.status), [.flushed])
+    }
 }
