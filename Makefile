@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-loopback soak soak-short lint bench-compare bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-stream-fault test-loopback soak soak-short lint bench-compare bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -12,8 +12,9 @@ include $(wildcard mk/*.mk)
 all: build
 
 # Debian packages (rdma-core, QEMU, Vulkan loader, lavapipe, ...): installed only when missing.
+# DEPS_ARGS=--build: only what compiling needs (docker/Dockerfile's build stage).
 deps:
-	scripts/install-deps
+	scripts/install-deps $(DEPS_ARGS)
 
 build: deps
 	$(SWIFT) build --build-tests
@@ -26,7 +27,8 @@ demo: build
 
 # Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, the
 # two-hosts runs (with a mid-stream network cut), the C API (installed, built with gcc/g++ through
-# pkg-config, run on both topologies), a short soak, and last the whole suite inside the rxe fabric,
+# pkg-config, run on both topologies), docker/Dockerfile built and run in containers, a short soak,
+# and last the whole suite inside the rxe fabric,
 # where a missing RDMA device is a failure, not a skip. (make soak, test-asan and test-tsan take
 # longer and run on their own.)
 test: build
@@ -38,13 +40,15 @@ test: build
 	$(MAKE) test-two-hosts
 	$(MAKE) test-loopback
 	$(MAKE) test-capi
+	$(MAKE) test-container
 	$(MAKE) soak-short
 	$(MAKE) test-fabric
 
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
-	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker
+	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
+	  scripts/container-setup scripts/test-container
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
@@ -71,6 +75,14 @@ test-loopback: vulkan-layer
 	$(FABRIC) run -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) bash -c \
 	  '.build/debug/vkverbs loopback --device "$$VKVERBS_RDMA_DEVICE" --address "$$VKVERBS_FABRIC_ADDR" \
 	   --layer --size 1 --size 4095 --size 262144'
+
+# docker/Dockerfile built with podman (installed and configured by scripts/container-setup) or a
+# Docker engine, then in containers: the self-test over rxe, the two-host ping-pong, and the
+# compose file's fabric services (scripts/test-container says how; no runtime is a failure).
+test-container:
+	scripts/container-setup
+	$(FABRIC) setup
+	scripts/test-container
 
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 $(FABRIC) run -- $(TEST_BINARY)
