@@ -15,11 +15,13 @@ public final class StagedPipeline {
     private let ring: StagingRing
 
     /// Chunk size and slot count where the caller names none, by device type, as measured with
-    /// `vkverbs gpu-bench` (docs/nvidia-results.md): on a discrete GPU 4 MiB chunks in 3 slots;
-    /// on a CPU driver (lavapipe) and other devices 1 MiB in 3.
+    /// `vkverbs gpu-bench` on an H200 (docs/nvidia-results.md): on a discrete GPU 16 MiB chunks
+    /// in 3 slots (0.92x CUDA from 64 MiB, where 4 MiB chunks gave 0.83x and 1 MiB 0.63x: each
+    /// chunk leaves the copy engine idle about 11 us); on a CPU driver (lavapipe) and other
+    /// devices 1 MiB in 3. Either is capped at the engine's largest work request.
     public static func defaults(for device: VulkanDevice) -> (chunkSize: Int, slotCount: Int) {
         switch device.physicalDevice.properties.deviceType {
-        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return (4 << 20, 3)
+        case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return (16 << 20, 3)
         default: return (1 << 20, 3)
         }
     }

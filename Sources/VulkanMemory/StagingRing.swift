@@ -15,7 +15,8 @@ import CVulkan
 ///
 /// Copies are recorded once per chunk position and reused while the buffer, offsets and sizes stay
 /// the same (a weak reference tells a live buffer from a new one at the same address); they are
-/// submitted in batches (one `vkQueueSubmit` for up to 32 chunks) as the host waits. Every host
+/// submitted in batches (one `vkQueueSubmit` for up to 32 chunks) as the host waits, up to 256
+/// chunks ahead of the one it waits for. Every host
 /// wait polls with a bounded spin (`hostWait`) and ends at its timeout. After a failure `abort`
 /// releases every queued copy so the queue never stays blocked on the host. One thread at a time.
 public final class StagingRing {
@@ -30,7 +31,8 @@ public final class StagingRing {
     public let slots: [DeviceBuffer]
     public let chunkSize: UInt64
     public var hostWait: HostWait
-    /// When set, chunk 0 writes query 0 at its start and the last chunk query 1 at its end.
+    /// When set, chunk 0 resets queries 0 and 1 and writes query 0 at its start, the last chunk
+    /// query 1 at its end.
     public var timestamps: TimestampQueryPool? {
         didSet { if timestamps !== oldValue { for i in recordings.indices { recordings[i].valid = false } } }
     }
@@ -41,6 +43,9 @@ public final class StagingRing {
     static let recordingCapacity = 1024
     /// Chunks submitted per `vkQueueSubmit`.
     static let batchSize = 32
+    /// Chunks queued at most beyond the one the host waits for; well under `recordingCapacity`,
+    /// so a command buffer is never recorded again before the copy it last held is done.
+    static let lookahead = 256
 
     private struct Recording {
         let commandBuffer: VkCommandBuffer
@@ -155,7 +160,8 @@ public final class StagingRing {
         }
         while transfer!.submitted <= k { try submitBatch(timeout: timeout) }
         if try isCopied(k) { return }
-        if transfer!.submitted < t.chunks { try submitBatch(timeout: timeout) }
+        // Queue more while the GPU works, never more than `lookahead` ahead.
+        if transfer!.submitted < min(t.chunks, k + 1 + Self.lookahead) { try submitBatch(timeout: timeout) }
         try copied.wait(for: base + UInt64(k) + 1, timeout: timeout, policy: hostWait)
     }
 
@@ -217,9 +223,9 @@ public final class StagingRing {
         let stride = 2
         var waitSemaphores = [VkSemaphore?](repeating: nil, count: count * stride)
         var waitValues = [UInt64](repeating: 0, count: count * stride)
-        var waitStages = [VkPipelineStageFlags](repeating: VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue, count: count * stride)
+        let waitStages = [VkPipelineStageFlags](repeating: VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue, count: count * stride)
         var waitCounts = [UInt32](repeating: 0, count: count)
-        var signalSemaphores = [VkSemaphore?](repeating: copied.raw, count: count)
+        let signalSemaphores = [VkSemaphore?](repeating: copied.raw, count: count)
         var signalValues = [UInt64](repeating: 0, count: count)
         for i in 0..<count {
             let k = first + i
@@ -296,7 +302,8 @@ public final class StagingRing {
             guard let commandBuffer else { throw .commandSetup(function: "vkAllocateCommandBuffers", result: .errorInitializationFailed) }
             recordings.append(Recording(commandBuffer: commandBuffer))
         }
-        // A command buffer runs once at a time: its previous submission must be done.
+        // A command buffer runs once at a time: its previous submission must be done. With the
+        // lookahead bound it is: the host has already seen every copy that far back.
         let previous = recordings[index].signals
         if previous > 0, try copied.value() < previous {
             try copied.wait(for: previous, timeout: timeout, policy: hostWait)

@@ -66,6 +66,26 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         }
     }
 
+    /// More chunks than the ring keeps recordings for: command buffers are recorded again only
+    /// after the copies they held are done, and the queue never runs ahead into a deadlock.
+    func testMoreChunksThanRecordingsFinish() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 64
+        let count = 1500
+        let local = try DeviceBuffer(device: device, size: chunk * UInt64(count), hostVisible: false)
+        try runner.fill(local, value: 0x5EED)
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        let chunks = try ring.begin(.toSlots, buffer: local, length: local.size)
+        XCTAssertEqual(chunks, count)
+        for k in 0..<chunks {
+            try ring.waitCopied(k, timeout: .seconds(30))
+            try ring.release(k)
+        }
+        try ring.finish(timeout: .seconds(30))
+        XCTAssertEqual(Set(ring.slot(ofChunk: count - 1).words), [0x5EED])
+    }
+
     /// Bad input is refused before anything is queued; a copy that waits on a release never made
     /// is named, not waited for; chunks are released in order.
     func testBadInputIsRefused() throws {
