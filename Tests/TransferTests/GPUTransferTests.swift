@@ -69,7 +69,7 @@ final class GPUTransferTests: RDMATestCase {
 
                 try gpuWritePattern(source.buffer, count: size, seed: seed, runner: runner)
                 _ = try server.postReceive(nil)
-                let pipeline = strategy == .staged ? try StagedPipeline(engine: client, device: vk, chunkSize: 256 << 10, slotCount: 3) : nil
+                let pipeline = try strategy == .staged ? StagedPipeline(engine: client, device: vk, chunkSize: 256 << 10, slotCount: 3) : nil
                 if let pipeline {
                     // Device-local source: through bounce buffers smaller than the transfer.
                     try pipeline.write(from: source.buffer, length: size, to: targetMR.remoteBuffer, immediate: UInt32(truncatingIfNeeded: step))
