@@ -78,8 +78,23 @@ public final class TimelineSemaphore: Sendable {
         try check(signalSemaphore(device.raw, &info), "vkSignalSemaphore", VulkanError.submission)
     }
 
+    /// Waits on the host until the counter reaches `value`: polls it
+    /// (`vkGetSemaphoreCounterValue`) for at most the policy's spin, then blocks
+    /// (`vkWaitSemaphores`) for the rest of `timeout`.
+    public func wait(for value: UInt64, timeout: Duration, policy: HostWait) throws(VulkanError) {
+        try policy.wait(timeout: timeout, operation: "waiting for timeline value \(value)", function: "vkWaitSemaphores",
+                        done: { () throws(VulkanError) -> Bool in try self.value() >= value },
+                        block: { self.block(until: value, nanoseconds: $0) })
+    }
+
     /// Waits on the host until the counter reaches `value` (`vkWaitSemaphores`).
     public func wait(for value: UInt64, timeout: Duration) throws(VulkanError) {
+        let result = block(until: value, nanoseconds: timeout.vulkanNanoseconds)
+        if result == VK_TIMEOUT { throw .timedOut(operation: "waiting for timeline value \(value)", after: timeout) }
+        try check(result, "vkWaitSemaphores", VulkanError.submission)
+    }
+
+    private func block(until value: UInt64, nanoseconds: UInt64) -> VkResult {
         var semaphore: VkSemaphore? = raw
         var target = value
         let result = withUnsafePointer(to: &semaphore) { semaphores in
@@ -89,11 +104,10 @@ public final class TimelineSemaphore: Sendable {
                 info.semaphoreCount = 1
                 info.pSemaphores = semaphores
                 info.pValues = values
-                return waitSemaphores(device.raw, &info, timeout.vulkanNanoseconds)
+                return waitSemaphores(device.raw, &info, nanoseconds)
             }
         }
-        if result == VK_TIMEOUT { throw .timedOut(operation: "waiting for timeline value \(value)", after: timeout) }
-        try check(result, "vkWaitSemaphores", VulkanError.submission)
+        return result
     }
 }
 

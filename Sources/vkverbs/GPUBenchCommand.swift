@@ -6,13 +6,16 @@ import Doctor
 import Foundation
 import VulkanMemory
 
-// `vkverbs gpu-bench`: how fast the GPU copies device-local memory into host memory
-// that a NIC would register, timed by GPU timestamps and by the wall clock.
+// `vkverbs gpu-bench`: how fast the GPU copies between device-local memory and host memory that
+// a NIC would register, both ways, timed by GPU timestamps and by the wall clock; and what each
+// way of waiting for a submission costs.
 
-/// One destination at one size.
+/// One destination, one direction, one size.
 struct GPUBenchResult: Codable {
     /// host-import, host-visible, host-cached, or staged.
     var destination: String
+    /// d2h: device-local -> host memory (what a sender needs); h2d: host memory -> device-local.
+    var direction: String
     var memoryType: Int
     var memoryFlags: [String]
     var size: UInt64
@@ -21,7 +24,7 @@ struct GPUBenchResult: Codable {
     var slots: Int?
     /// GPU time from a timestamp before the (first) copy to one after the (last) copy.
     var gpuNanoseconds: [Double]
-    /// Recording, vkQueueSubmit and the fence wait (for staged: every chunk's).
+    /// Submitting and waiting (for staged: the whole ring, every chunk).
     var wallNanoseconds: [Double]
     var gpuBestGBps: Double
     var gpuMedianGBps: Double
@@ -31,9 +34,23 @@ struct GPUBenchResult: Codable {
     var verified: Bool
 }
 
+/// One way of submitting and waiting, at one size: a command buffer recorded once, submitted
+/// `iterations` times, each submission waited for before the next.
+struct SyncProbeResult: Codable {
+    /// fence-block, fence-poll, timeline-block, timeline-poll, timeline-default, or
+    /// timeline-default-rerecord (recorded anew each time).
+    var method: String
+    var size: UInt64
+    var iterations: Int
+    var medianMicroseconds: Double
+    var p10Microseconds: Double
+    var p90Microseconds: Double
+}
+
 struct GPUBenchReport: Codable {
     var device: String
     var deviceIndex: Int
+    var deviceType: String
     var driver: DriverInfo?
     var timestampPeriodNanoseconds: Double
     var timestampValidBits: UInt32
@@ -42,7 +59,13 @@ struct GPUBenchReport: Codable {
     var repetitions: Int
     var warmup: Int
     var sizes: [UInt64]
+    /// How the copies were submitted and waited for.
+    var completion: String
+    var spinMicroseconds: Double
+    var method = "single copies: one command buffer recorded once per size and direction, resubmitted; "
+        + "staged: StagingRing, every chunk queued up front, timeline semaphores, the host releasing a slot as soon as its copy is seen"
     var results: [GPUBenchResult]
+    var syncProbe: [SyncProbeResult]
     /// Destinations that could not be measured, and why.
     var notes: [String]
     /// GB/s here are 10^9 bytes per second.
@@ -52,16 +75,20 @@ struct GPUBenchReport: Codable {
 struct GPUBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpu-bench",
-        abstract: "Bandwidth of GPU copies (vkCmdCopyBuffer) from device-local memory into host memory a NIC would register.",
+        abstract: "Bandwidth of GPU copies (vkCmdCopyBuffer) between device-local memory and host memory a NIC would register.",
         discussion: """
         Destinations: host-import (host pages imported with VK_EXT_external_memory_host, the \
         host-import strategy), host-visible (a mapped HOST_VISIBLE|HOST_COHERENT type that is not \
         DEVICE_LOCAL, i.e. system memory), host-cached (the same with HOST_CACHED), and staged (the \
-        staged pipeline's GPU side: the size copied in --chunk pieces into a ring of --slots host-visible \
-        bounce buffers, each chunk its own submission, as Transfer.StagedPipeline does, without the NIC). \
-        Each size is copied --warmup times unmeasured, then --repetitions times, each one submission timed \
-        by vkCmdWriteTimestamp (top of pipe before, bottom of pipe after, times timestampPeriod) and by the \
-        wall clock around recording, vkQueueSubmit and the fence wait. Best and median GB/s (1e9 B/s).
+        staged pipeline's GPU side, StagingRing: the size in --chunk pieces through a ring of --slots \
+        host-visible bounce buffers, every chunk queued up front and ordered by timeline semaphores, the \
+        host releasing each slot as soon as it sees the chunk copied, as if the NIC took no time). \
+        Directions: d2h (device-local -> host memory) and h2d (host memory -> device-local). \
+        Each size is copied --warmup times unmeasured, then --repetitions times, timed by \
+        vkCmdWriteTimestamp (top of pipe before, bottom of pipe after, times timestampPeriod) and by the \
+        wall clock around submitting and waiting; single copies use a command buffer recorded once per \
+        size and direction. Best and median GB/s (1e9 B/s). --probe-sizes adds the cost of one \
+        submission and wait by each completion signal and wait (fence or timeline, blocking or polling).
         """)
 
     @Option(help: "Smallest size in bytes.") var min: UInt64 = 4 << 10
@@ -71,15 +98,24 @@ struct GPUBenchCommand: ParsableCommand {
     @Option(help: "Unmeasured copies per size first.") var warmup: Int = 2
     @Option(help: "Destinations, comma-separated: host-import, host-visible, host-cached, staged.")
     var destinations: String = "host-import,host-visible,host-cached,staged"
-    @Option(help: "Staged: bytes per bounce copy (repeat for several).") var chunk: [UInt64] = [1 << 20, 4 << 20]
-    @Option(help: "Staged: bounce buffers in the ring.") var slots: Int = 3
+    @Option(help: "Directions, comma-separated: d2h, h2d.") var directions: String = "d2h,h2d"
+    @Option(help: "Staged: bytes per bounce copy (repeat for several).") var chunk: [UInt64] = [1 << 20, 4 << 20, 16 << 20]
+    @Option(help: "Staged: bounce buffers in the ring (repeat for several).") var slots: [Int] = [3]
+    @Option(help: "Microseconds the host polls a submission's status before blocking (default: per device type).")
+    var spinMicroseconds: Int?
+    @Option(help: "Completion signal of single copies: timeline or fence (default: timeline where the device has it).")
+    var completion: String?
+    @Option(help: "Sizes for the submission probe (repeat; none: no probe).") var probeSizes: [UInt64] = []
+    @Option(help: "Submissions per method and size in the probe.") var probeIterations: Int = 2000
     @Option(help: "Vulkan physical device index (default: the first GPU, else device 0).") var device: Int?
     @Option(help: "Seconds each GPU submission may take.") var timeout: Int = 60
     @Flag(help: "Print JSON.") var json = false
 
     static let knownDestinations = ["host-import", "host-visible", "host-cached", "staged"]
+    static let knownDirections = ["d2h", "h2d"]
 
     var destinationList: [String] { destinations.split(separator: ",").map { String($0) } }
+    var directionList: [String] { directions.split(separator: ",").map { String($0) } }
 
     var sizes: [UInt64] {
         var list: [UInt64] = []
@@ -96,10 +132,20 @@ struct GPUBenchCommand: ParsableCommand {
         if max < min { throw ValidationError("--max must be at least --min") }
         if factor < 2 { throw ValidationError("--factor must be at least 2") }
         if repetitions < 1 || warmup < 0 { throw ValidationError("--repetitions must be >= 1 and --warmup >= 0") }
-        if slots < 1 { throw ValidationError("--slots must be at least 1") }
+        if slots.contains(where: { $0 < 1 }) { throw ValidationError("--slots must be at least 1") }
         if chunk.contains(where: { $0 == 0 || $0 % 4 != 0 }) { throw ValidationError("--chunk must be a positive multiple of 4") }
+        if let spin = spinMicroseconds, spin < 0 { throw ValidationError("--spin-microseconds must be >= 0") }
+        if let c = completion, GPUCommandRunner.Completion(rawValue: c) == nil {
+            throw ValidationError("--completion must be timeline or fence")
+        }
+        if probeSizes.contains(where: { $0 == 0 || $0 % 4 != 0 }) || probeIterations < 1 {
+            throw ValidationError("--probe-sizes must be positive multiples of 4 and --probe-iterations >= 1")
+        }
         for d in destinationList where !Self.knownDestinations.contains(d) {
             throw ValidationError("unknown destination \(d) (known: \(Self.knownDestinations.joined(separator: ", ")))")
+        }
+        for d in directionList where !Self.knownDirections.contains(d) {
+            throw ValidationError("unknown direction \(d) (known: d2h, h2d)")
         }
     }
 
@@ -130,16 +176,25 @@ struct GPUBenchCommand: ParsableCommand {
     func printTable(_ report: GPUBenchReport) {
         print("")
         print("gpu-bench: \(report.device), driver \(report.driver.map { [$0.name, $0.info].compactMap { $0 }.joined(separator: " ") } ?? "?"), "
-              + "timestamp period \(report.timestampPeriodNanoseconds) ns, \(report.repetitions) runs per size (GB/s = 1e9 B/s)")
-        let header = ["destination", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "ok"]
+              + "timestamp period \(report.timestampPeriodNanoseconds) ns, \(report.repetitions) runs per size (GB/s = 1e9 B/s), "
+              + "\(report.completion), spin \(report.spinMicroseconds) us")
+        let header = ["destination", "dir", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "ok"]
         print(header.map { $0.padding(toLength: 13, withPad: " ", startingAt: 0) }.joined())
         for r in report.results {
-            let name = r.chunkSize.map { "\(r.destination)/\(formatBytes($0))" } ?? r.destination
-            let row = [name, "\(r.memoryType)", formatBytes(r.size),
+            let name = r.chunkSize.map { "\(r.destination)/\(formatBytes($0))x\(r.slots ?? 0)" } ?? r.destination
+            let row = [name, r.direction, "\(r.memoryType)", formatBytes(r.size),
                        String(format: "%.2f", r.gpuBestGBps), String(format: "%.2f", r.gpuMedianGBps),
                        String(format: "%.2f", r.wallBestGBps), String(format: "%.2f", r.wallMedianGBps),
                        r.verified ? "yes" : "NO"]
             print(row.map { $0.padding(toLength: 13, withPad: " ", startingAt: 0) }.joined())
+        }
+        if !report.syncProbe.isEmpty {
+            print("")
+            print("submission probe (one copy recorded once, submitted and waited for; microseconds per copy):")
+            for p in report.syncProbe {
+                print("  \(p.method.padding(toLength: 26, withPad: " ", startingAt: 0)) \(formatBytes(p.size).padding(toLength: 9, withPad: " ", startingAt: 0)) "
+                      + String(format: "median %8.1f  p10 %8.1f  p90 %8.1f", p.medianMicroseconds, p.p10Microseconds, p.p90Microseconds))
+            }
         }
         for note in report.notes { print("note: \(note)") }
     }
@@ -152,11 +207,14 @@ struct Bench {
     let runner: GPUCommandRunner
     let pool: TimestampQueryPool
     let timeout: Duration
+    let hostWait: HostWait
 
     init(physical: PhysicalDevice, command: GPUBenchCommand) throws(VulkanError) {
         device = try VulkanDevice(physicalDevice: physical)
         self.command = command
-        runner = try GPUCommandRunner(device: device)
+        hostWait = command.spinMicroseconds.map { HostWait(spin: .microseconds($0)) } ?? .default(for: device)
+        runner = try GPUCommandRunner(device: device, completion: command.completion.flatMap(GPUCommandRunner.Completion.init(rawValue:)),
+                                      hostWait: hostWait)
         pool = try TimestampQueryPool(device: device, count: 2)
         timeout = .seconds(command.timeout)
     }
@@ -173,52 +231,67 @@ struct Bench {
         let sizes = command.sizes
         let largest = sizes.last!
         let physical = device.physicalDevice
-        let source = try DeviceBuffer(device: device, size: largest, hostVisible: false)
+        let local = try DeviceBuffer(device: device, size: largest, hostVisible: false)
+        let typeNames: [UInt32: String] = [0: "other", 1: "integrated-gpu", 2: "discrete-gpu", 3: "virtual-gpu", 4: "cpu"]
         var report = GPUBenchReport(
-            device: physical.name, deviceIndex: physical.index, driver: try? physical.driverInfo(),
+            device: physical.name, deviceIndex: physical.index,
+            deviceType: typeNames[physical.properties.deviceType.rawValue] ?? "\(physical.properties.deviceType.rawValue)",
+            driver: try? physical.driverInfo(),
             timestampPeriodNanoseconds: pool.period, timestampValidBits: pool.validBits,
-            sourceMemoryType: source.memoryType.index, sourceMemoryFlags: source.memoryType.properties,
-            repetitions: command.repetitions, warmup: command.warmup, sizes: sizes, results: [], notes: [])
-        if !source.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
-            report.notes.append("the source buffer is not DEVICE_LOCAL (memory type \(source.memoryType.index)): this device has no separate GPU memory")
+            sourceMemoryType: local.memoryType.index, sourceMemoryFlags: local.memoryType.properties,
+            repetitions: command.repetitions, warmup: command.warmup, sizes: sizes,
+            completion: runner.completion.rawValue,
+            spinMicroseconds: Double(hostWait.spin.components.seconds) * 1e6 + Double(hostWait.spin.components.attoseconds) / 1e12,
+            results: [], syncProbe: [], notes: [])
+        if !local.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
+            report.notes.append("the device-local buffer is not DEVICE_LOCAL (memory type \(local.memoryType.index)): this device has no separate GPU memory")
+        }
+        if !command.probeSizes.isEmpty {
+            report.syncProbe = try probe(local: local, progress: progress)
         }
         let visible = ["HOST_VISIBLE_BIT", "HOST_COHERENT_BIT"]
         for destination in command.destinationList {
             // Each destination's buffer is made once, at the largest size, and freed before the next.
-            let target: DeviceBuffer
+            let host: DeviceBuffer
             var keepAlive: VulkanAllocation?
             do {
                 switch destination {
                 case "host-import":
                     let allocation = try device.allocate(size: largest, strategy: .hostPointerImport)
                     keepAlive = allocation
-                    target = allocation.buffer
+                    host = allocation.buffer
                 case "host-visible", "staged":
                     guard let type = try memoryType(required: visible, excluded: ["DEVICE_LOCAL_BIT"], avoid: ["HOST_CACHED_BIT"])
                         ?? memoryType(required: visible, excluded: [])
                     else { throw VulkanError.noMemoryType(needs: "HOST_VISIBLE|HOST_COHERENT", memoryTypeBits: 0) }
                     if destination == "staged" {
                         for chunk in command.chunk {
-                            report.results += try measureStaged(source: source, memoryType: type, chunk: chunk,
-                                                                sizes: sizes, progress: progress)
+                            for slots in command.slots {
+                                report.results += try measureStaged(local: local, memoryType: type, chunk: chunk, slotCount: slots,
+                                                                    sizes: sizes, progress: progress)
+                            }
                         }
                         continue
                     }
-                    target = try DeviceBuffer(device: device, size: largest, memoryTypeIndex: type.index, map: true)
+                    host = try DeviceBuffer(device: device, size: largest, memoryTypeIndex: type.index, map: true)
                 default:  // host-cached
                     guard let type = try memoryType(required: visible + ["HOST_CACHED_BIT"], excluded: ["DEVICE_LOCAL_BIT"]) else {
                         report.notes.append("host-cached: no HOST_VISIBLE|HOST_COHERENT|HOST_CACHED type outside DEVICE_LOCAL memory")
                         continue
                     }
-                    target = try DeviceBuffer(device: device, size: largest, memoryTypeIndex: type.index, map: true)
+                    host = try DeviceBuffer(device: device, size: largest, memoryTypeIndex: type.index, map: true)
                 }
             } catch {
                 report.notes.append("\(destination): \(error)")
                 continue
             }
-            for size in sizes {
-                report.results.append(try measure(destination, source: source, target: target, size: size))
-                progress("\(destination) \(formatBytes(size)): GPU best \(String(format: "%.2f", report.results.last!.gpuBestGBps)) GB/s")
+            for direction in command.directionList {
+                for size in sizes {
+                    let r = try measure(destination, direction: direction, local: local, host: host, size: size)
+                    report.results.append(r)
+                    progress("\(destination) \(direction) \(formatBytes(size)): GPU best \(String(format: "%.2f", r.gpuBestGBps)), "
+                             + "wall best \(String(format: "%.2f", r.wallBestGBps)) GB/s")
+                }
             }
             _ = keepAlive
         }
@@ -230,8 +303,8 @@ struct Bench {
         UInt32(truncatingIfNeeded: (size &* 2_654_435_761) ^ (salt &* 40503) ^ 0x5A00_0000) | 1
     }
 
-    private func fillSource(_ source: DeviceBuffer, size: UInt64, value: UInt32) throws(VulkanError) {
-        try runner.run(timeout: timeout) { (r) throws(VulkanError) in try r.fill(source, value: value, offset: 0, size: size) }
+    private func fill(_ buffer: DeviceBuffer, size: UInt64, value: UInt32) throws(VulkanError) {
+        try runner.run(timeout: timeout) { (r) throws(VulkanError) in try r.fill(buffer, value: value, offset: 0, size: size) }
     }
 
     /// Every 4096th word and the last word of `bytes[0..<size]` hold `value`.
@@ -246,81 +319,166 @@ struct Bench {
         return bytes.loadUnaligned(fromByteOffset: (words - 1) * 4, as: UInt32.self) == value
     }
 
-    private func measure(_ destination: String, source: DeviceBuffer, target: DeviceBuffer, size: UInt64)
+    /// The device-local bytes hold `value`: copied back into `host` (cleared first) and spot-checked there.
+    private func checkLocal(_ local: DeviceBuffer, through host: DeviceBuffer, size: UInt64, value: UInt32) throws(VulkanError) -> Bool {
+        try fill(host, size: size, value: 0)
+        try runner.copy(from: local, to: host, size: size, timeout: timeout)
+        return spotCheck(host.bytes, size: size, value: value)
+    }
+
+    private func measure(_ destination: String, direction: String, local: DeviceBuffer, host: DeviceBuffer, size: UInt64)
         throws(VulkanError) -> GPUBenchResult
     {
-        let value = marker(size)
-        try fillSource(source, size: size, value: value)
+        let toHost = direction == "d2h"
+        let value = marker(size, toHost ? 0 : 1)
+        try fill(toHost ? local : host, size: size, value: value)
+        if !toHost { try fill(local, size: size, value: 0) }
         var gpu: [Double] = []
         var wall: [Double] = []
+        // Recorded once; every run below only submits and waits.
+        try runner.record(timeout: timeout) { (r) throws(VulkanError) in
+            try r.resetQueries(pool)
+            try r.writeTimestamp(pool, index: 0, stage: .top)
+            try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size)
+            try r.writeTimestamp(pool, index: 1, stage: .bottom)
+        }
         for n in 0..<(command.warmup + command.repetitions) {
             let start = monotonicSeconds()
-            try runner.run(timeout: timeout) { (r) throws(VulkanError) in
-                try r.resetQueries(pool)
-                try r.writeTimestamp(pool, index: 0, stage: .top)
-                try r.copy(from: source, to: target, size: size)
-                try r.writeTimestamp(pool, index: 1, stage: .bottom)
-            }
+            try runner.runRecorded(timeout: timeout)
             let elapsed = (monotonicSeconds() - start) * 1e9
             guard n >= command.warmup else { continue }
             wall.append(elapsed)
             gpu.append(try pool.nanoseconds(from: 0, to: 1))
         }
-        return result(destination, type: target.memoryType, size: size, gpu: gpu, wall: wall,
-                      verified: spotCheck(target.bytes, size: size, value: value))
+        let verified = toHost ? spotCheck(host.bytes, size: size, value: value)
+            : try checkLocal(local, through: host, size: size, value: value)
+        return result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
     }
 
-    /// The staged pipeline's GPU side: `size` bytes in `chunk` pieces into a ring of bounce buffers.
-    private func measureStaged(source: DeviceBuffer, memoryType: MemoryTypeInfo, chunk: UInt64, sizes: [UInt64],
+    /// The staged pipeline's GPU side: `size` bytes in `chunk` pieces through a ring of bounce
+    /// buffers, the host standing in for a NIC that takes no time.
+    private func measureStaged(local: DeviceBuffer, memoryType: MemoryTypeInfo, chunk: UInt64, slotCount: Int, sizes: [UInt64],
                                progress: (String) -> Void) throws(VulkanError) -> [GPUBenchResult] {
-        let slotCount = command.slots
         let slotSize = Swift.min(chunk, sizes.last!)
-        var slots: [(buffer: DeviceBuffer, runner: GPUCommandRunner)] = []
+        var slots: [DeviceBuffer] = []
         for _ in 0..<slotCount {
-            slots.append((try DeviceBuffer(device: device, size: slotSize, memoryTypeIndex: memoryType.index, map: true),
-                          try GPUCommandRunner(device: device)))
+            slots.append(try DeviceBuffer(device: device, size: slotSize, memoryTypeIndex: memoryType.index, map: true))
         }
+        let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
+        ring.timestamps = pool
         var results: [GPUBenchResult] = []
-        for size in sizes {
-            let value = marker(size, chunk)
-            try fillSource(source, size: size, value: value)
-            let chunks = Int((size + chunk - 1) / chunk)
-            var gpu: [Double] = []
-            var wall: [Double] = []
-            for n in 0..<(command.warmup + command.repetitions) {
-                let start = monotonicSeconds()
-                for k in 0..<chunks {
-                    let slot = slots[k % slotCount]
-                    let offset = UInt64(k) * chunk
-                    let length = Swift.min(chunk, size - offset)
-                    // submit waits for the slot's previous copy before reusing its command buffer.
-                    try slot.runner.submit(timeout: timeout) { (r) throws(VulkanError) in
-                        if k == 0 {
-                            try r.resetQueries(pool)
-                            try r.writeTimestamp(pool, index: 0, stage: .top)
-                        }
-                        try r.copy(from: source, to: slot.buffer, size: length, sourceOffset: offset)
-                        if k == chunks - 1 { try r.writeTimestamp(pool, index: 1, stage: .bottom) }
-                    }
+        for direction in command.directionList {
+            let toSlots = direction == "d2h"
+            for size in sizes {
+                let value = marker(size, chunk &+ (toSlots ? 0 : 1))
+                if toSlots {
+                    try fill(local, size: size, value: value)
+                } else {
+                    for slot in slots { try fill(slot, size: slotSize, value: value) }
+                    try fill(local, size: size, value: 0)
                 }
-                for slot in slots { try slot.runner.waitForCompletion(timeout: timeout) }
-                let elapsed = (monotonicSeconds() - start) * 1e9
-                guard n >= command.warmup else { continue }
-                wall.append(elapsed)
-                gpu.append(try pool.nanoseconds(from: 0, to: 1))
+                var gpu: [Double] = []
+                var wall: [Double] = []
+                for n in 0..<(command.warmup + command.repetitions) {
+                    let start = monotonicSeconds()
+                    do {
+                        let chunks = try ring.begin(toSlots ? .toSlots : .fromSlots, buffer: local, length: size)
+                        if toSlots {
+                            // The "NIC write" of chunk k is done the moment the copy is seen.
+                            for k in 0..<chunks {
+                                try ring.waitCopied(k, timeout: timeout)
+                                try ring.release(k)
+                            }
+                        } else {
+                            // Each slot "arrives" filled once its last copy is done.
+                            for k in 0..<Swift.min(slotCount, chunks) { try ring.release(k) }
+                            for k in 0..<chunks {
+                                try ring.waitCopied(k, timeout: timeout)
+                                if k + slotCount < chunks { try ring.release(k + slotCount) }
+                            }
+                        }
+                        try ring.finish(timeout: timeout)
+                    } catch {
+                        ring.abort(timeout: timeout)
+                        throw error
+                    }
+                    let elapsed = (monotonicSeconds() - start) * 1e9
+                    guard n >= command.warmup else { continue }
+                    wall.append(elapsed)
+                    gpu.append(try pool.nanoseconds(from: 0, to: 1))
+                }
+                let chunks = Int((size + chunk - 1) / chunk)
+                let verified: Bool
+                if toSlots {
+                    verified = spotCheck(slots[(chunks - 1) % slotCount].bytes,
+                                         size: Swift.min(chunk, size - UInt64(chunks - 1) * chunk), value: value)
+                } else {
+                    // The whole device-local range, read back a slot at a time.
+                    var ok = true
+                    var offset: UInt64 = 0
+                    while ok && offset < size {
+                        let n = Swift.min(slotSize, size - offset)
+                        try fill(slots[0], size: n, value: 0)
+                        try runner.run(timeout: timeout) { (r) throws(VulkanError) in
+                            try r.copy(from: local, to: slots[0], size: n, sourceOffset: offset)
+                        }
+                        ok = spotCheck(slots[0].bytes, size: n, value: value)
+                        offset += n
+                    }
+                    verified = ok
+                }
+                var r = result("staged", direction: direction, type: memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+                r.chunkSize = chunk
+                r.slots = slotCount
+                results.append(r)
+                progress("staged/\(formatBytes(chunk))x\(slotCount) \(direction) \(formatBytes(size)): GPU best "
+                         + "\(String(format: "%.2f", r.gpuBestGBps)), wall best \(String(format: "%.2f", r.wallBestGBps)) GB/s")
             }
-            var r = result("staged", type: memoryType, size: size, gpu: gpu, wall: wall,
-                           verified: spotCheck(slots[(chunks - 1) % slotCount].buffer.bytes,
-                                               size: Swift.min(chunk, size - UInt64(chunks - 1) * chunk), value: value))
-            r.chunkSize = chunk
-            r.slots = slotCount
-            results.append(r)
-            progress("staged/\(formatBytes(chunk)) \(formatBytes(size)): GPU best \(String(format: "%.2f", r.gpuBestGBps)) GB/s")
         }
         return results
     }
 
-    private func result(_ destination: String, type: MemoryTypeInfo, size: UInt64, gpu: [Double], wall: [Double],
+    /// One copy device-local -> host-visible memory per size, submitted and waited for
+    /// `probeIterations` times by each completion signal and wait.
+    private func probe(local: DeviceBuffer, progress: (String) -> Void) throws(VulkanError) -> [SyncProbeResult] {
+        let largest = command.probeSizes.max()!
+        guard largest <= local.size else { throw .invalidArgument("--probe-sizes must not exceed --max") }
+        let host = try DeviceBuffer(device: device, size: largest, hostVisible: true)
+        let poll = HostWait(spin: .seconds(1))  // Polls for as long as any copy here takes.
+        var methods: [(String, GPUCommandRunner.Completion, HostWait, Bool)] = [
+            ("fence-block", .fence, .blocking, false), ("fence-poll", .fence, poll, false),
+        ]
+        if device.timelineSemaphoreEnabled {
+            methods += [("timeline-block", .timeline, .blocking, false), ("timeline-poll", .timeline, poll, false),
+                        ("timeline-default", .timeline, hostWait, false), ("timeline-default-rerecord", .timeline, hostWait, true)]
+        }
+        var out: [SyncProbeResult] = []
+        for size in command.probeSizes {
+            for (name, completion, wait, rerecord) in methods {
+                let probeRunner = try GPUCommandRunner(device: device, completion: completion, hostWait: wait)
+                func record() throws(VulkanError) {
+                    try probeRunner.record(timeout: timeout) { (r) throws(VulkanError) in try r.copy(from: local, to: host, size: size) }
+                }
+                try record()
+                var samples: [Double] = []
+                samples.reserveCapacity(command.probeIterations)
+                for n in 0..<(command.probeIterations + 20) {
+                    let start = monotonicNanoseconds()
+                    if rerecord { try record() }
+                    try probeRunner.runRecorded(timeout: timeout)
+                    if n >= 20 { samples.append(Double(monotonicNanoseconds() - start) / 1e3) }
+                }
+                samples.sort()
+                func at(_ q: Double) -> Double { samples[Swift.min(samples.count - 1, Int(Double(samples.count) * q))] }
+                out.append(SyncProbeResult(method: name, size: size, iterations: command.probeIterations,
+                                           medianMicroseconds: at(0.5), p10Microseconds: at(0.1), p90Microseconds: at(0.9)))
+                progress("probe \(name) \(formatBytes(size)): median \(String(format: "%.1f", at(0.5))) us")
+            }
+        }
+        return out
+    }
+
+    private func result(_ destination: String, direction: String, type: MemoryTypeInfo, size: UInt64, gpu: [Double], wall: [Double],
                         verified: Bool) -> GPUBenchResult {
         func rate(_ ns: Double) -> Double { ns > 0 ? Double(size) / ns : 0 }  // bytes per ns = GB/s
         func median(_ values: [Double]) -> Double {
@@ -328,9 +486,16 @@ struct Bench {
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
         return GPUBenchResult(
-            destination: destination, memoryType: type.index, memoryFlags: type.properties, size: size,
+            destination: destination, direction: direction, memoryType: type.index, memoryFlags: type.properties, size: size,
             chunkSize: nil, slots: nil, gpuNanoseconds: gpu, wallNanoseconds: wall,
             gpuBestGBps: rate(gpu.min() ?? 0), gpuMedianGBps: rate(median(gpu)),
             wallBestGBps: rate(wall.min() ?? 0), wallMedianGBps: rate(median(wall)), verified: verified)
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+private func monotonicNanoseconds() -> UInt64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
 }

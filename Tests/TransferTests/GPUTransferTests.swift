@@ -70,9 +70,9 @@ final class GPUTransferTests: RDMATestCase {
 
                 try gpuWritePattern(source.buffer, count: size, seed: seed, runner: runner)
                 _ = try server.postReceive(nil)
-                if strategy == .staged {
+                let pipeline = try strategy == .staged ? StagedPipeline(engine: client, device: vk, chunkSize: 256 << 10, slotCount: 3) : nil
+                if let pipeline {
                     // Device-local source: through bounce buffers smaller than the transfer.
-                    let pipeline = try StagedPipeline(engine: client, device: vk, chunkSize: 256 << 10, slotCount: 3)
                     try pipeline.write(from: source.buffer, length: size, to: targetMR.remoteBuffer, immediate: UInt32(truncatingIfNeeded: step))
                 } else {
                     try client.write(try sourceMR.segment(), to: targetMR.remoteBuffer, immediate: UInt32(truncatingIfNeeded: step))
@@ -86,6 +86,12 @@ final class GPUTransferTests: RDMATestCase {
 
                 // RDMA read back into a third allocation of the same strategy.
                 let back = try vk.allocate(size: UInt64(size), strategy: strategy)
+                if let pipeline {
+                    // Staged the other way: RDMA reads into the bounce buffers, copied on into device-local memory.
+                    try pipeline.read(into: back.buffer, length: size, from: targetMR.remoteBuffer)
+                    XCTAssertEqual(try gpuChecksum(back.buffer, count: size, runner: runner),
+                                   try expectedChecksum(count: size, seed: seed), "staged read back \(size) B")
+                }
                 let backMR = try back.registrable.register(with: pair.client.pd, access: .local)
                 try client.read(into: try backMR.segment(), from: targetMR.remoteBuffer)
                 try back.copyFromStaging(using: runner, timeout: .seconds(60))

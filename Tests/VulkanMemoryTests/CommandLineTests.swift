@@ -173,19 +173,25 @@ final class CommandLineTests: XCTestCase {
         try requireCLI()
         let device = try lavapipeIndex()
         let r = try run(["gpu-bench", "--max", "65536", "--repetitions", "2", "--warmup", "1", "--chunk", "16384",
+                         "--probe-sizes", "4096", "--probe-iterations", "3",
                          "--device", "\(device)", "--json"], environment: ["VKVERBS_VULKAN_VALIDATION": "1"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let report = try json(r.stdout)
         XCTAssertEqual(report["sizes"] as? [Int], [4096, 16384, 65536])
         let results = try XCTUnwrap(report["results"] as? [[String: Any]])
         XCTAssertEqual(Set(results.compactMap { $0["destination"] as? String }), ["host-import", "host-visible", "staged"])
-        XCTAssertEqual(results.count, 9)
+        XCTAssertEqual(Set(results.compactMap { $0["direction"] as? String }), ["d2h", "h2d"])
+        XCTAssertEqual(results.count, 18)
         for result in results {
             XCTAssertEqual(result["verified"] as? Bool, true, "\(result)")
             XCTAssertEqual((result["gpuNanoseconds"] as? [Double])?.count, 2)
             XCTAssertGreaterThan(result["gpuBestGBps"] as? Double ?? 0, 0, "\(result)")
             XCTAssertGreaterThan(result["wallMedianGBps"] as? Double ?? 0, 0, "\(result)")
         }
+        let probe = try XCTUnwrap(report["syncProbe"] as? [[String: Any]])
+        XCTAssertEqual(Set(probe.compactMap { $0["method"] as? String }),
+                       ["fence-block", "fence-poll", "timeline-block", "timeline-poll", "timeline-default", "timeline-default-rerecord"])
+        for p in probe { XCTAssertGreaterThan(p["medianMicroseconds"] as? Double ?? 0, 0, "\(p)") }
         XCTAssertFalse(r.stderr.contains("validation"), r.stderr)
     }
 

@@ -1,0 +1,160 @@
+import CVulkan
+import VulkanMemory
+import XCTest
+
+/// The staged pipeline's GPU side on lavapipe, under validation: chunks queued up front and
+/// ordered by timeline semaphores both ways, recordings reused, and every failure ending with
+/// nothing left queued.
+final class StagingRingTests: ValidatedVulkanTestCase {
+    private func slots(_ device: VulkanDevice, _ count: Int, _ size: UInt64) throws -> [DeviceBuffer] {
+        try (0..<count).map { _ in try DeviceBuffer(device: device, size: size, hostVisible: true) }
+    }
+
+    /// Sending: each chunk is in its slot when `copied` says so, and stays there until released.
+    func testToSlotsDeliversEveryChunkInOrder() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let words = 10_000  // Not a multiple of the chunk: the last one is short.
+        let source = try DeviceBuffer(device: device, size: UInt64(words * 4), hostVisible: true)
+        for i in 0..<words { source.bytes!.storeBytes(of: UInt32(i) &* 2_654_435_761, toByteOffset: i * 4, as: UInt32.self) }
+        let local = try DeviceBuffer(device: device, size: UInt64(words * 4), hostVisible: false)
+        try runner.copy(from: source, to: local)
+        let chunk: UInt64 = 4096
+        let ring = try StagingRing(device: device, slots: try slots(device, 3, chunk), chunkSize: chunk)
+        for round in 0..<2 {  // The second round reuses the recordings.
+            let chunks = try ring.begin(.toSlots, buffer: local, length: UInt64(words * 4))
+            XCTAssertEqual(chunks, 10)
+            for k in 0..<chunks {
+                try ring.waitCopied(k, timeout: .seconds(30))
+                let slot = ring.slot(ofChunk: k)
+                let n = Int(ring.length(ofChunk: k)) / 4
+                XCTAssertEqual(n, k == 9 ? (words * 4 - 9 * 4096) / 4 : 1024)
+                let got = Array(slot.bytes!.bindMemory(to: UInt32.self).prefix(n))
+                let want = (0..<n).map { UInt32(k * 1024 + $0) &* 2_654_435_761 }
+                XCTAssertEqual(got, want, "round \(round) chunk \(k)")
+                try ring.release(k)
+            }
+            try ring.finish(timeout: .seconds(30))
+        }
+    }
+
+    /// Receiving: what the host puts in a slot before releasing it lands in the device buffer.
+    func testFromSlotsCopiesEachReleasedSlotIn() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 4096
+        let count = 7
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        let local = try DeviceBuffer(device: device, size: chunk * UInt64(count), hostVisible: false)
+        let chunks = try ring.begin(.fromSlots, buffer: local, length: local.size)
+        func fill(_ k: Int) throws {
+            ring.slot(ofChunk: k).bytes!.bindMemory(to: UInt32.self).update(repeating: UInt32(0xC0DE_0000 + k))
+            try ring.release(k)
+        }
+        try fill(0)
+        try fill(1)
+        for k in 0..<chunks {
+            try ring.waitCopied(k, timeout: .seconds(30))
+            if k + 2 < chunks { try fill(k + 2) }
+        }
+        try ring.finish(timeout: .seconds(30))
+        let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        try runner.copy(from: local, to: back)
+        let got = back.words
+        for k in 0..<count {
+            XCTAssertEqual(Set(got[(k * 1024)..<((k + 1) * 1024)]), [UInt32(0xC0DE_0000 + k)], "chunk \(k)")
+        }
+    }
+
+    /// More chunks than the ring keeps recordings for: command buffers are recorded again only
+    /// after the copies they held are done, and the queue never runs ahead into a deadlock.
+    func testMoreChunksThanRecordingsFinish() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 64
+        let count = 1500
+        let local = try DeviceBuffer(device: device, size: chunk * UInt64(count), hostVisible: false)
+        try runner.fill(local, value: 0x5EED)
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        let chunks = try ring.begin(.toSlots, buffer: local, length: local.size)
+        XCTAssertEqual(chunks, count)
+        for k in 0..<chunks {
+            try ring.waitCopied(k, timeout: .seconds(30))
+            try ring.release(k)
+        }
+        try ring.finish(timeout: .seconds(30))
+        XCTAssertEqual(Set(ring.slot(ofChunk: count - 1).words), [0x5EED])
+    }
+
+    /// Bad input is refused before anything is queued; a copy that waits on a release never made
+    /// is named, not waited for; chunks are released in order.
+    func testBadInputIsRefused() throws {
+        let device = try makeLavapipeDevice()
+        let slotBuffers = try slots(device, 2, 4096)
+        assertThrows(.invalidArgument("a staging ring needs a slot and a chunk size > 0")) { () throws(VulkanError) in
+            try StagingRing(device: device, slots: slotBuffers, chunkSize: 0)
+        }
+        assertThrows(.invalidArgument("every slot must be a buffer of this device of at least 8192 bytes (one has 4096)")) {
+            () throws(VulkanError) in try StagingRing(device: device, slots: slotBuffers, chunkSize: 8192)
+        }
+        let ring = try StagingRing(device: device, slots: slotBuffers, chunkSize: 4096)
+        let local = try DeviceBuffer(device: device, size: 16384, hostVisible: false)
+        assertThrows(.invalidArgument("16384 bytes at 4096 do not fit the 16384-byte buffer")) { () throws(VulkanError) in
+            try ring.begin(.toSlots, buffer: local, offset: 4096, length: 16384)
+        }
+        assertThrows(.invalidArgument("0 bytes at 0 do not fit the 16384-byte buffer")) { () throws(VulkanError) in
+            try ring.begin(.toSlots, buffer: local, length: 0)
+        }
+        XCTAssertEqual(try ring.begin(.toSlots, buffer: local, length: 16384), 4)
+        assertThrows(.invalidArgument("chunk 2's copy waits for chunk 0 to be released, and it was not")) { () throws(VulkanError) in
+            try ring.waitCopied(2, timeout: .seconds(1))
+        }
+        assertThrows(.invalidArgument("chunk 1 released out of order (next: 0)")) { () throws(VulkanError) in try ring.release(1) }
+        try ring.waitCopied(0, timeout: .seconds(30))
+        try ring.finish(timeout: .seconds(30))
+    }
+
+    /// GPU work the copies wait on never comes: the wait times out, `abort` lets the queued copies
+    /// go, and the ring and the queue carry on.
+    func testATimelineThatNeverAdvancesTimesOutAndLeavesNothingQueued() throws {
+        let device = try makeLavapipeDevice()
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, 4096), chunkSize: 4096)
+        let local = try DeviceBuffer(device: device, size: 3 * 4096, hostVisible: false)
+        let producer = try TimelineSemaphore(device: device, initialValue: 0)
+        _ = try ring.begin(.toSlots, buffer: local, length: local.size, after: (producer, 1))
+        let start = ContinuousClock.now
+        assertThrows(.timedOut(operation: "waiting for timeline value 1", after: .milliseconds(200))) { () throws(VulkanError) in
+            try ring.waitCopied(0, timeout: .milliseconds(200))
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(5))
+        // The producer finally signals (as a device loss would end it); abort drains what was queued.
+        try producer.signal(1)
+        XCTAssertNil(ring.abort(timeout: .seconds(30)))
+        // Nothing of that transfer is left: the queue is free for other work. (A second transfer
+        // on this ring is not made here: Debian 12's validation layer 1.3.239 then reports the
+        // host's next release as below a "pending" signal, which no queue operation holds.)
+        let runner = try GPUCommandRunner(device: device)
+        try runner.fill(local, value: 7, timeout: .seconds(30))
+    }
+
+    /// A submission recorded once runs again and again; fence and timeline runners give the same
+    /// bytes, and polling or blocking waits both end.
+    func testRecordedSubmissionRunsAgainWithEitherCompletion() throws {
+        let device = try makeLavapipeDevice()
+        let target = try DeviceBuffer(device: device, size: 4096, hostVisible: true)
+        for completion in GPUCommandRunner.Completion.allCases {
+            for wait in [HostWait.blocking, HostWait(spin: .milliseconds(50))] {
+                let runner = try GPUCommandRunner(device: device, completion: completion, hostWait: wait)
+                XCTAssertEqual(runner.completion, completion)
+                assertThrows(.invalidArgument("nothing recorded to submit")) { () throws(VulkanError) in try runner.submitRecorded() }
+                try runner.record { (r) throws(VulkanError) in try r.fill(target, value: 0xAB) }
+                for _ in 0..<3 {
+                    target.bytes!.bindMemory(to: UInt32.self).update(repeating: 0)
+                    try runner.runRecorded()
+                    XCTAssertEqual(Set(target.words), [0xAB], "\(completion) \(wait)")
+                }
+                XCTAssertTrue(try runner.isIdle)
+            }
+        }
+    }
+}
