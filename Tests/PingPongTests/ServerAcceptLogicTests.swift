@@ -167,8 +167,10 @@ final class ServerAcceptLogicTests: XCTestCase {
     /// than the sessions began: the later session runs to its end while the earlier one waits on
     /// its completions, then the earlier one finishes as well, nothing lost, the budget back.
     func testSessionsWithCompletionsReorderedAcrossQueuePairsEachFinish() throws {
-        let running = try Running(maxSessions: 2)
-        let c = config(.send, .latency)
+        // The earlier session waits while the later one runs; under load that can take seconds,
+        // so both sides get a deadline far beyond it (the test is about order, not time).
+        let running = try Running(maxSessions: 2, timeout: .seconds(60))
+        let c = { var c = config(.send, .latency); c.timeout = .seconds(60); return c }()
         var peers: [Peer] = []
         var links: [InMemoryLink] = []
         for _ in 0..<2 {
