@@ -1,0 +1,86 @@
+import Foundation
+import RDMATestSupport
+import Verbs
+import XCTest
+
+/// Registration for on-demand paging: a large buffer registered without pinning takes RDMA
+/// writes and reads; a device that does not report ODP refuses up front with `.unsupported`.
+/// VKVERBS_EXPECT_ODP=1 (the fabric's newer kernel) or 0 (Debian 12's 6.1) makes the device's
+/// answer part of the test; unset, the test follows what the device reports.
+final class OnDemandPagingTests: RDMATestCase {
+    private static let size = 64 << 20
+
+    private var expected: Bool? {
+        switch ProcessInfo.processInfo.environment["VKVERBS_EXPECT_ODP"] {
+        case "1": return true
+        case "0": return false
+        default: return nil
+        }
+    }
+
+    private func pinnedKiB() throws -> Int { try XCTUnwrap(processStatusField("VmPin").flatMap { Int($0) }, "no VmPin in /proc/self/status") }
+
+    func testCapabilitiesMatchWhatRegistrationDoes() throws {
+        let caps = try env.context.onDemandPaging()
+        if let expected { XCTAssertEqual(caps.allows(.write), expected, "\(env.context.name): on-demand paging \(caps)") }
+        let buffer = try HostBuffer(count: 1 << 20)
+        if caps.allows(.write) {
+            let mr = try pd.registerOnDemand(buffer, access: [.localWrite, .remoteWrite])
+            XCTAssertTrue(mr.access.contains(.onDemand))
+        } else {
+            XCTAssertThrowsError(try pd.registerOnDemand(buffer, access: [.localWrite, .remoteWrite])) { error in
+                assertVerbsError(error, ".unsupported naming on-demand paging") {
+                    if case let .unsupported(verb, _) = $0 { return verb.contains("IBV_ACCESS_ON_DEMAND") }
+                    return false
+                }
+            }
+        }
+        // Operations no RC device reports for ODP are refused whatever the device.
+        if !caps.reliableConnected.contains(.sharedReceive) {
+            XCTAssertThrowsError(try pd.registerOnDemand(buffer, access: .local, operations: [.sharedReceive]))
+        }
+        XCTAssertThrowsError(try pd.registerOnDemand(address: nil, length: 4096, access: .local))
+        XCTAssertThrowsError(try pd.registerOnDemand(buffer, access: [.remoteWrite]), "remote write without local write")
+    }
+
+    func testLargeRegionUnpinnedTakesRDMAWriteAndRead() throws {
+        let caps = try env.context.onDemandPaging()
+        if let expected { XCTAssertEqual(caps.allows(.write), expected, "\(env.context.name): on-demand paging \(caps)") }
+        guard caps.allows(.write) else {
+            throw XCTSkip("skipped: \(env.context.name) reports no on-demand paging for RC write (\(caps))")
+        }
+        let pair = try ManualPair(env: env, pd: pd)
+        try pair.connect(env: env)
+
+        // Pinned memory moves VmPin (so the measure works here), on-demand memory does not.
+        let before = try pinnedKiB()
+        let src = try pd.register(try HostBuffer(count: 1 << 20), access: .remote)
+        XCTAssertGreaterThanOrEqual(try pinnedKiB() - before, 1024, "a pinned 1 MiB region shows in VmPin")
+        let pinned = try pinnedKiB()
+        let odp = try pd.registerOnDemand(try HostBuffer(count: Self.size), access: [.localWrite, .remoteWrite])
+        XCTAssertEqual(try pinnedKiB(), pinned, "a \(Self.size >> 20) MiB on-demand region pins nothing")
+
+        // RDMA write into the on-demand region at its start, middle and last bytes.
+        let srcBytes = try XCTUnwrap(src.bytes)
+        for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3) }
+        let offsets = [0, Self.size / 2 + 123, Self.size - 4096]
+        for (n, offset) in offsets.enumerated() {
+            try pair.a.postSend(SendRequest(id: UInt64(n), operation: .write(odp.remoteBuffer, offset: UInt64(offset)),
+                                            segment: try src.segment(offset: n * 4096, length: 4096)))
+            _ = try pair.cqA.collect(1, timeout: .seconds(30))
+        }
+        let odpBytes = try XCTUnwrap(odp.bytes)
+        for (n, offset) in offsets.enumerated() {
+            XCTAssertTrue((0..<4096).allSatisfy { odpBytes[offset + $0] == srcBytes[n * 4096 + $0] }, "write at \(offset)")
+        }
+
+        // RDMA read from a peer's region into the on-demand region.
+        for i in 0..<4096 { srcBytes[i] = UInt8(truncatingIfNeeded: 255 &- i) }
+        let readAt = Self.size / 4 + 1000
+        try pair.a.postSend(SendRequest(id: 9, operation: .read(src.remoteBuffer, offset: 0),
+                                        segment: try odp.segment(offset: readAt, length: 4096)))
+        _ = try pair.cqA.collect(1, timeout: .seconds(30))
+        XCTAssertTrue((0..<4096).allSatisfy { odpBytes[readAt + $0] == UInt8(truncatingIfNeeded: 255 &- $0) }, "read into on-demand memory")
+        XCTAssertEqual(try pinnedKiB(), pinned, "faulting pages in for the device pins nothing")
+    }
+}
