@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-loopback soak soak-short lint bench-compare bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -47,7 +47,7 @@ lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
-	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker
+	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
@@ -107,6 +107,10 @@ soak-short: release
 # perftest against vkverbs pingpong on the same rxe link, ratios and a plot in Benchmarks/results/.
 bench-compare: deps
 	Benchmarks/compare-perftest
+
+# perftest against vkverbs pingpong between two hosts of the hosts topology, paired rounds.
+bench-hosts: deps
+	Benchmarks/hosts-compare
 
 # The transfer engine per memory strategy, and the staged pipeline's overlap efficiency.
 bench-transfer: deps
