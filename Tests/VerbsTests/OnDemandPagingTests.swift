@@ -60,9 +60,15 @@ final class OnDemandPagingTests: RDMATestCase {
         let odp = try pd.registerOnDemand(try HostBuffer(count: Self.size), access: [.localWrite, .remoteWrite])
         XCTAssertEqual(try pinnedKiB(), pinned, "a \(Self.size >> 20) MiB on-demand region pins nothing")
 
-        // RDMA write into the on-demand region at its start, middle and last bytes.
+        // RDMA write into the on-demand region at its start, middle and last bytes (and, as a
+        // control, into a pinned region through the same queue pair).
         let srcBytes = try XCTUnwrap(src.bytes)
         for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3) }
+        let control = try pd.register(try HostBuffer(count: 4096), access: .remote)
+        try pair.a.postSend(SendRequest(id: 99, operation: .write(control.remoteBuffer, offset: 0), segment: try src.segment(offset: 0, length: 4096)))
+        _ = try pair.cqA.collect(1, timeout: .seconds(30))
+        let controlBytes = try XCTUnwrap(control.bytes)
+        XCTAssertTrue((0..<4096).allSatisfy { controlBytes[$0] == srcBytes[$0] }, "control: write into pinned memory")
         let offsets = [0, Self.size / 2 + 123, Self.size - 4096]
         for (n, offset) in offsets.enumerated() {
             try pair.a.postSend(SendRequest(id: UInt64(n), operation: .write(odp.remoteBuffer, offset: UInt64(offset)),
@@ -71,7 +77,8 @@ final class OnDemandPagingTests: RDMATestCase {
         }
         let odpBytes = try XCTUnwrap(odp.bytes)
         for (n, offset) in offsets.enumerated() {
-            XCTAssertTrue((0..<4096).allSatisfy { odpBytes[offset + $0] == srcBytes[n * 4096 + $0] }, "write at \(offset)")
+            let wrong = (0..<4096).filter { odpBytes[offset + $0] != srcBytes[n * 4096 + $0] }.count
+            XCTAssertEqual(wrong, 0, "write at \(offset): \(wrong) of 4096 bytes differ (first: \(odpBytes[offset]) vs \(srcBytes[n * 4096]))")
         }
 
         // RDMA read from a peer's region into the on-demand region.
