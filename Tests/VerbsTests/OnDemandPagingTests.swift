@@ -43,32 +43,48 @@ final class OnDemandPagingTests: RDMATestCase {
         XCTAssertThrowsError(try pd.registerOnDemand(buffer, access: [.remoteWrite]), "remote write without local write")
     }
 
-    func testLargeRegionUnpinnedTakesRDMAWriteAndRead() throws {
+    private func onDemandOrSkip() throws -> OnDemandPaging {
         let caps = try env.context.onDemandPaging()
         if let expected { XCTAssertEqual(caps.allows(.write), expected, "\(env.context.name): on-demand paging \(caps)") }
         guard caps.allows(.write) else {
             throw XCTSkip("skipped: \(env.context.name) reports no on-demand paging for RC write (\(caps))")
         }
-        let pair = try ManualPair(env: env, pd: pd)
-        try pair.connect(env: env)
+        return caps
+    }
 
+    func testLargeRegionRegisteredWithoutPinning() throws {
+        _ = try onDemandOrSkip()
         // Pinned memory moves VmPin (so the measure works here), on-demand memory does not.
         let before = try pinnedKiB()
-        let src = try pd.register(try HostBuffer(count: 1 << 20), access: .remote)
+        let pinnedRegion = try pd.register(try HostBuffer(count: 1 << 20), access: .remote)
         XCTAssertGreaterThanOrEqual(try pinnedKiB() - before, 1024, "a pinned 1 MiB region shows in VmPin")
         let pinned = try pinnedKiB()
         let odp = try pd.registerOnDemand(try HostBuffer(count: Self.size), access: [.localWrite, .remoteWrite])
         XCTAssertEqual(try pinnedKiB(), pinned, "a \(Self.size >> 20) MiB on-demand region pins nothing")
+        XCTAssertTrue(odp.access.contains(.onDemand))
+        withExtendedLifetime(pinnedRegion) {}
+    }
 
-        // RDMA write into the on-demand region at its start, middle and last bytes (and, as a
-        // control, into a pinned region through the same queue pair).
-        let srcBytes = try XCTUnwrap(src.bytes)
-        for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3) }
+    /// RDMA write into on-demand memory (start, middle, last page) and RDMA read into it, checked
+    /// byte for byte, with the same write into pinned memory as a control. Not in `make test`:
+    /// rxe on 7.3.4 completes these writes successfully but leaves most bytes wrong (see README).
+    func testRDMAWriteAndReadIntoOnDemandRegion() throws {
+        _ = try onDemandOrSkip()
+        let pair = try ManualPair(env: env, pd: pd)
+        try pair.connect(env: env)
+        let src = try pd.register(try HostBuffer(count: 1 << 20), access: .remote)
         let control = try pd.register(try HostBuffer(count: 4096), access: .remote)
+        let pinned = try pinnedKiB()
+        let odp = try pd.registerOnDemand(try HostBuffer(count: Self.size), access: [.localWrite, .remoteWrite])
+
+        // A pattern that does not repeat within a page, so a packet landing at the wrong offset shows.
+        let srcBytes = try XCTUnwrap(src.bytes)
+        for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3 &+ i >> 8) }
         try pair.a.postSend(SendRequest(id: 99, operation: .write(control.remoteBuffer, offset: 0), segment: try src.segment(offset: 0, length: 4096)))
         _ = try pair.cqA.collect(1, timeout: .seconds(30))
         let controlBytes = try XCTUnwrap(control.bytes)
         XCTAssertTrue((0..<4096).allSatisfy { controlBytes[$0] == srcBytes[$0] }, "control: write into pinned memory")
+
         let offsets = [0, Self.size / 2 + 123, Self.size - 4096]
         for (n, offset) in offsets.enumerated() {
             try pair.a.postSend(SendRequest(id: UInt64(n), operation: .write(odp.remoteBuffer, offset: UInt64(offset)),
@@ -77,17 +93,17 @@ final class OnDemandPagingTests: RDMATestCase {
         }
         let odpBytes = try XCTUnwrap(odp.bytes)
         for (n, offset) in offsets.enumerated() {
-            let wrong = (0..<4096).filter { odpBytes[offset + $0] != srcBytes[n * 4096 + $0] }.count
-            XCTAssertEqual(wrong, 0, "write at \(offset): \(wrong) of 4096 bytes differ (first: \(odpBytes[offset]) vs \(srcBytes[n * 4096]))")
+            let wrong = (0..<4096).filter { odpBytes[offset + $0] != srcBytes[n * 4096 + $0] }
+            XCTAssertEqual(wrong.count, 0, "write at \(offset): \(wrong.count) of 4096 bytes differ, first at \(wrong.first ?? -1)")
         }
 
         // RDMA read from a peer's region into the on-demand region.
-        for i in 0..<4096 { srcBytes[i] = UInt8(truncatingIfNeeded: 255 &- i) }
         let readAt = Self.size / 4 + 1000
-        try pair.a.postSend(SendRequest(id: 9, operation: .read(src.remoteBuffer, offset: 0),
+        try pair.a.postSend(SendRequest(id: 9, operation: .read(control.remoteBuffer, offset: 0),
                                         segment: try odp.segment(offset: readAt, length: 4096)))
         _ = try pair.cqA.collect(1, timeout: .seconds(30))
-        XCTAssertTrue((0..<4096).allSatisfy { odpBytes[readAt + $0] == UInt8(truncatingIfNeeded: 255 &- $0) }, "read into on-demand memory")
+        let wrong = (0..<4096).filter { odpBytes[readAt + $0] != controlBytes[$0] }
+        XCTAssertEqual(wrong.count, 0, "read into on-demand memory: \(wrong.count) of 4096 bytes differ, first at \(wrong.first ?? -1)")
         XCTAssertEqual(try pinnedKiB(), pinned, "faulting pages in for the device pins nothing")
     }
 }
