@@ -82,7 +82,7 @@ test-interop: release
 # On-demand paging on the newer kernel: what the device reports matches what registration does,
 # and a 64 MiB region registers without pinning (test-fabric checks the refusal on Debian 12's
 # 6.1). The RDMA data path into such a region is test-odp-data, not part of `make test`: rxe on
-# 7.3.4 completes writes into on-demand memory but leaves most of their bytes wrong (README).
+# 7.3.4 completes writes and reads into on-demand memory, but no byte reaches it (README).
 ODP_TESTS := VerbsTests.OnDemandPagingTests/testCapabilitiesMatchWhatRegistrationDoes,VerbsTests.OnDemandPagingTests/testLargeRegionRegisteredWithoutPinning
 test-odp:
 	VKVERBS_REQUIRE_RDMA=1 VKVERBS_EXPECT_ODP=1 $(FABRIC) run --kernel backports -- $(TEST_BINARY) $(ODP_TESTS)

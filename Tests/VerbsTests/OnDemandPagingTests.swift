@@ -67,7 +67,7 @@ final class OnDemandPagingTests: RDMATestCase {
 
     /// RDMA write into on-demand memory (start, middle, last page) and RDMA read into it, checked
     /// byte for byte, with the same write into pinned memory as a control. Not in `make test`:
-    /// rxe on 7.3.4 completes these writes successfully but leaves most bytes wrong (see README).
+    /// rxe on 7.3.4 completes these operations successfully, but no byte reaches the region (README).
     func testRDMAWriteAndReadIntoOnDemandRegion() throws {
         _ = try onDemandOrSkip()
         let pair = try ManualPair(env: env, pd: pd)
