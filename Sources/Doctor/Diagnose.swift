@@ -260,13 +260,13 @@ struct RDMAJudge {
     func odpCheck() -> DoctorCheck {
         let parts = r.devices.map { d -> String in
             guard let odp = d.odp else { return "\(d.name): not queried (\(d.odpError ?? "unknown"))" }
-            guard odp.supported else { return "\(d.name): none" }
-            return "\(d.name): " + (odp.implicit ? "implicit, " : "") + "RC " + (odp.rcOperations.isEmpty ? "nothing" : odp.rcOperations.joined(separator: " "))
+            guard odp.isSupported else { return "\(d.name): none" }
+            return "\(d.name): " + (odp.implicit ? "implicit, " : "") + "RC \(odp.reliableConnected)"
         }
-        let any = r.devices.contains { $0.odp?.supported == true }
+        let any = r.devices.contains { $0.odp?.isSupported == true }
         return DoctorCheck(id: "rdma.odp", title: "on-demand paging (ODP)", status: any ? .ok : .info, found: parts.joined(separator: "; "),
                            cause: any ? nil : "memory must be pinned when it is registered (optional: ODP only saves pinning)",
-                           fix: any ? nil : "nothing needed; NICs with ODP: mlx5, and rxe on Linux >= 6.15")
+                           fix: any ? nil : "nothing needed; NICs with ODP: mlx5, and rxe on recent kernels (7.3 reports it; 6.1 does not)")
     }
 
     func nicChecks() -> [DoctorCheck] {

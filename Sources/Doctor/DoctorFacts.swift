@@ -65,10 +65,10 @@ public struct RDMADeviceFacts: Codable, Sendable, Equatable {
     public var name: String
     public var ports: [PortFacts]
     /// nil when `ibv_query_device_ex` failed (then `odpError` says why).
-    public var odp: ODPCapabilities?
+    public var odp: OnDemandPaging?
     public var odpError: String?
 
-    public init(name: String, ports: [PortFacts], odp: ODPCapabilities? = nil, odpError: String? = nil) {
+    public init(name: String, ports: [PortFacts], odp: OnDemandPaging? = nil, odpError: String? = nil) {
         self.name = name
         self.ports = ports
         self.odp = odp

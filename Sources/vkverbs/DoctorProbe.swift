@@ -43,7 +43,7 @@ enum DoctorProbe {
                 let context = try Context.open(name: name)
                 let info = try context.info()
                 var device = RDMADeviceFacts(name: name, ports: info.ports.map { portFacts(device: name, $0) })
-                do throws(VerbsError) { device.odp = try context.odpCapabilities() } catch { device.odpError = error.description }
+                do throws(VerbsError) { device.odp = try context.onDemandPaging() } catch { device.odpError = error.description }
                 facts.devices.append(device)
                 contexts[name] = context
             } catch {

@@ -21,7 +21,7 @@ final class DiagnosisTests: XCTestCase {
         RDMAFacts(kernelCore: true, softRoCEAvailable: true, kernelDevices: ["rxe0"], uverbsPresent: true,
                   modules: ["ib_core", "rdma_rxe"],
                   devices: [RDMADeviceFacts(name: "rxe0", ports: [port],
-                                            odp: ODPCapabilities(supported: false, implicit: false, rcOperations: []))],
+                                            odp: OnDemandPaging(isSupported: false, implicit: false, reliableConnected: []))],
                   cm: cm ?? CMFacts(deviceFile: true, address: "10.0.2.15", bound: true, boundDevice: "rxe0"),
                   dmaBuf: .unsupported(errno: EOPNOTSUPP), dmaBufDevice: "rxe0")
     }
@@ -246,10 +246,10 @@ final class DiagnosisTests: XCTestCase {
     func testODP() throws {
         XCTAssertEqual(try check(diagnose(Self.fabric()), "rdma.odp").status, .info)
         var rdma = Self.fabric()
-        rdma.devices[0].odp = ODPCapabilities(supported: true, implicit: false, rcOperations: ["send", "recv", "write"])
+        rdma.devices[0].odp = OnDemandPaging(isSupported: true, implicit: false, reliableConnected: [.send, .receive, .write])
         let c = try check(diagnose(rdma), "rdma.odp")
         XCTAssertEqual(c.status, .ok)
-        XCTAssertEqual(c.found, "rxe0: RC send recv write")
+        XCTAssertEqual(c.found, "rxe0: RC send,receive,write")
     }
 
     func testDMABuf() throws {
