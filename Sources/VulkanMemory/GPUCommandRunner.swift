@@ -42,25 +42,9 @@ public final class GPUCommandRunner {
     /// semaphore (`completion`: `Completion.default(for:)` when nil).
     public init(device: VulkanDevice, completion: Completion? = nil, hostWait: HostWait? = nil) throws(VulkanError) {
         let completion = completion ?? .default(for: device)
-        var poolInfo = VkCommandPoolCreateInfo()
-        poolInfo.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
-        poolInfo.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT.rawValue
-        poolInfo.queueFamilyIndex = device.queueFamilyIndex
-        var pool: VkCommandPool?
-        try check(vkCreateCommandPool(device.raw, &poolInfo, nil, &pool), "vkCreateCommandPool", VulkanError.commandSetup)
-        guard let pool else { throw .commandSetup(function: "vkCreateCommandPool", result: .errorInitializationFailed) }
+        let pool = try device.makeResettableCommandPool()
         do throws(VulkanError) {
-            var allocInfo = VkCommandBufferAllocateInfo()
-            allocInfo.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO
-            allocInfo.commandPool = pool
-            allocInfo.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY
-            allocInfo.commandBufferCount = 1
-            var commandBuffer: VkCommandBuffer?
-            try check(vkAllocateCommandBuffers(device.raw, &allocInfo, &commandBuffer), "vkAllocateCommandBuffers",
-                      VulkanError.commandSetup)
-            guard let commandBuffer else {
-                throw .commandSetup(function: "vkAllocateCommandBuffers", result: .errorInitializationFailed)
-            }
+            let commandBuffer = try device.allocatePrimaryCommandBuffer(from: pool)
             switch completion {
             case .fence:
                 var fenceInfo = VkFenceCreateInfo()

@@ -89,14 +89,7 @@ public final class StagingRing {
         }
         copied = try TimelineSemaphore(device: device, initialValue: 0)
         released = try TimelineSemaphore(device: device, initialValue: 0)
-        var poolInfo = VkCommandPoolCreateInfo()
-        poolInfo.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
-        poolInfo.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT.rawValue
-        poolInfo.queueFamilyIndex = device.queueFamilyIndex
-        var pool: VkCommandPool?
-        try check(vkCreateCommandPool(device.raw, &poolInfo, nil, &pool), "vkCreateCommandPool", VulkanError.commandSetup)
-        guard let pool else { throw .commandSetup(function: "vkCreateCommandPool", result: .errorInitializationFailed) }
-        self.pool = pool
+        self.pool = try device.makeResettableCommandPool()
         self.device = device
         self.slots = slots
         self.chunkSize = chunkSize
@@ -292,15 +285,7 @@ public final class StagingRing {
     private func recording(for k: Int, _ t: Transfer, timeout: Duration) throws(VulkanError) -> VkCommandBuffer {
         let index = k % Self.recordingCapacity
         if index == recordings.count {
-            var info = VkCommandBufferAllocateInfo()
-            info.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO
-            info.commandPool = pool
-            info.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY
-            info.commandBufferCount = 1
-            var commandBuffer: VkCommandBuffer?
-            try check(vkAllocateCommandBuffers(device.raw, &info, &commandBuffer), "vkAllocateCommandBuffers", VulkanError.commandSetup)
-            guard let commandBuffer else { throw .commandSetup(function: "vkAllocateCommandBuffers", result: .errorInitializationFailed) }
-            recordings.append(Recording(commandBuffer: commandBuffer))
+            recordings.append(Recording(commandBuffer: try device.allocatePrimaryCommandBuffer(from: pool)))
         }
         // A command buffer runs once at a time: its previous submission must be done. With the
         // lookahead bound it is: the host has already seen every copy that far back.
