@@ -18,8 +18,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // HMAC-SHA256 for the optional shared-secret check in the ping-pong handshake.
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libibverbs + librdmacm, found through pkg-config; Debian's -dev packages provide them.
@@ -47,9 +45,11 @@ let package = Package(
         // allocation (registration keeps the allocation alive).
         .target(name: "VulkanRegistration", dependencies: ["Verbs", "VulkanMemory"]),
         .target(name: "Transfer", dependencies: ["Verbs", "VulkanMemory", "CVulkan", "Sharing"]),
+        // SHA-256 and HMAC-SHA256 (FIPS 180-4, RFC 2104) for the ping-pong handshake's optional
+        // shared-secret check: a few hundred bytes per connection, so no crypto library to build.
+        .target(name: "Hashing"),
         .target(name: "PingPong", dependencies: [
-            "Verbs", "VulkanMemory", "VulkanRegistration", "CVerbs", "Sharing",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "Verbs", "VulkanMemory", "VulkanRegistration", "CVerbs", "Sharing", "Hashing",
         ]),
         // The CLI's exercises: the end-to-end exchanges behind `vkverbs selftest`, `loopback`,
         // `exchange` and `gpu-exchange`, the in-process connected pair `transfer-bench` measures
@@ -99,6 +99,7 @@ let package = Package(
             dependencies: ["VulkanMemory", "VulkanRegistration", "CVulkan", "Verbs", "VerbsEmbedded"],
             exclude: ["Shaders/pattern.comp"]
         ),
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "DoctorTests", dependencies: ["Doctor", "Verbs", "VulkanMemory", "RDMATestSupport"]),
         .testTarget(name: "PingPongTests", dependencies: [
             "PingPong", "CVerbs", "Verbs", "VerbsEmbedded", "VulkanMemory", "RDMATestSupport", "Sharing",

@@ -23,7 +23,7 @@
 # -sanitize=fuzzer links libFuzzer's own main() object too, which references
 # LLVMFuzzerTestOneInput: each main.swift defines that symbol as well, and its own main hands the
 # command line to LLVMFuzzerRunDriver. Only the products' modules are built (not the C layer or
-# the C API), and C code (BoringSSL in swift-crypto) is compiled without instrumentation.
+# the C API).
 
 FUZZ_SCRATCH := .build-fuzz
 FUZZ_BINARY := $(FUZZ_SCRATCH)/release/HandshakeFuzzer

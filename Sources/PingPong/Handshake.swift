@@ -1,12 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Crypto
+import Hashing
 import Verbs
 
 /// A key both sides know, for the optional peer check in the handshake (HMAC-SHA256).
 public struct SharedSecret: Sendable {
-    // Kept as bytes: SymmetricKey is not Sendable; a key is made per use.
     private let bytes: [UInt8]
 
     /// At least 16 bytes, so a short password is not mistaken for a key.
@@ -27,10 +26,10 @@ public struct SharedSecret: Sendable {
     }
 
     func tag(_ label: String, _ parts: [UInt8]...) -> [UInt8] {
-        var mac = HMAC<SHA256>(key: SymmetricKey(data: bytes))
-        mac.update(data: Array(label.utf8))
-        for part in parts { mac.update(data: part) }
-        return Array(mac.finalize())
+        var mac = HMACSHA256(key: bytes)
+        mac.update(Array(label.utf8))
+        for part in parts { mac.update(part) }
+        return mac.finalize()
     }
 }
 
@@ -113,7 +112,7 @@ enum Handshake {
     /// (The replay check against remembered nonces is the server's, see `ReplayGuard`.)
     static func authenticate(_ r: Request, secret: SharedSecret, now: UInt32 = now()) throws(PingPongError) {
         let expected = Array(secret.tag("vkverbs-pingpong-request", Array(r.raw[0..<signedRequestSize])).prefix(requestTagSize))
-        guard constantTimeEqual(expected, r.tag) else {
+        guard HMACSHA256.equal(expected, r.tag) else {
             throw .authenticationFailed("the client's handshake does not carry a valid HMAC of the shared secret")
         }
         let skew = Int64(now) - Int64(r.time)
@@ -139,7 +138,7 @@ enum Handshake {
             throw .authenticationFailed("the server's answer carries no HMAC: it does not check a shared secret")
         }
         let expected = secret.tag("vkverbs-pingpong-answer", request, Array(data[0..<answerSize]))
-        guard constantTimeEqual(expected, Array(data[answerSize..<answerSize + answerTagSize])) else {
+        guard HMACSHA256.equal(expected, Array(data[answerSize..<answerSize + answerTagSize])) else {
             throw .authenticationFailed("the server's answer does not carry a valid HMAC of the shared secret")
         }
     }
@@ -150,11 +149,6 @@ enum Handshake {
 
     private static func read<T: FixedWidthInteger>(_ data: [UInt8], _ at: Int, _: T.Type) -> T {
         (at..<at + MemoryLayout<T>.size).reduce(T(0)) { ($0 << 8) | T(data[$1]) }
-    }
-
-    private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 
