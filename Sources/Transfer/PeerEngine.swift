@@ -154,7 +154,7 @@ public final class PeerEngine: Sendable {
             let left = end - .now
             if left <= .zero { throw TransferError.timedOut(operation: "waiting for room in \(peer)'s window", after: limit) }
             try park(timeout: left, what: "waiting for room in \(peer)'s window") { s, id, r in
-                s.waitForRoom(peer, id: id, timeout: left, r)
+                s.waitForRoom(peer, requests: requests, id: id, timeout: left, r)
             }.get()
         }
     }
@@ -175,7 +175,7 @@ public final class PeerEngine: Sendable {
             let left = end - .now
             if left <= .zero { throw TransferError.timedOut(operation: "waiting for room in \(peer)'s window", after: limit) }
             try await suspend(what: "waiting for room in \(peer)'s window") { s, id, r in
-                s.waitForRoom(peer, id: id, timeout: left, r)
+                s.waitForRoom(peer, requests: requests, id: id, timeout: left, r)
             }.get()
         }
     }

@@ -57,10 +57,14 @@ struct PeerEngineState: Sendable {
         return nil
     }
 
-    mutating func waitForRoom(_ peer: PeerID, id: UInt64, timeout: Duration, _ r: Resumption<Void>) -> Result<Void, TransferError>? {
+    /// Room for `requests` more work requests: known now when there is (the loop may have
+    /// retired some since the caller looked), else a waiter the loop resumes when it retires.
+    mutating func waitForRoom(_ peer: PeerID, requests: Int, id: UInt64, timeout: Duration,
+                              _ r: Resumption<Void>) -> Result<Void, TransferError>? {
         guard var slot = peers[peer] else { return .failure(missing(peer)) }
         defer { peers[peer] = slot }
         if let failure = slot.core.failure { return .failure(failure) }
+        if slot.core.hasRoom(for: requests) { return .success(()) }
         let what = "waiting for room in \(peer)'s window"
         slot.roomWaiters.append(PendingWait(id: id, deadline: .now.advanced(by: timeout), timeout: timeout, what: what, resumption: r))
         return nil

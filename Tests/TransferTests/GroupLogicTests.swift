@@ -26,7 +26,7 @@ final class GroupLogicTests: XCTestCase {
         return results.withLock { $0.map { $0! } }
     }
 
-    private func descriptor(_ rank: Int) -> [UInt8] { Array("member \(rank)".utf8) }
+    private static func descriptor(_ rank: Int) -> [UInt8] { Array("member \(rank)".utf8) }
 
     func testSixMembersConnectAllToAllAndExchangeMessages() throws {
         let size = 6
@@ -34,14 +34,14 @@ final class GroupLogicTests: XCTestCase {
         let allgather = InProcessAllgather(size: size)
         let outcomes = members(size) { rank -> Result<PeerGroup, GroupError> in
             Result { () throws(GroupError) in
-                try PeerGroup(rank: rank, size: size, descriptor: self.descriptor(rank), transport: transport,
+                try PeerGroup(rank: rank, size: size, descriptor: Self.descriptor(rank), transport: transport,
                               options: .init(timeout: .seconds(10)), timeout: .seconds(20)) { try allgather.gather(rank: rank, $0) }
             }
         }
         let groups = try outcomes.map { try $0.get() }
         for g in groups {
             XCTAssertEqual(g.connectedRanks, (0..<size).filter { $0 != g.rank })
-            for r in 0..<size { XCTAssertEqual(g.descriptor(of: r), descriptor(r)) }
+            for r in 0..<size { XCTAssertEqual(g.descriptor(of: r), Self.descriptor(r)) }
         }
         // Every member sends its rank to every other; each receives one message from each.
         let failures = members(size) { rank -> String? in
@@ -102,7 +102,7 @@ final class GroupLogicTests: XCTestCase {
                 listener.close()
                 return nil
             }
-            do {
+            do throws(GroupError) {
                 let g = try PeerGroup(rank: rank, size: size, transport: transport, timeout: timeout) { try allgather.gather(rank: rank, $0) }
                 g.close()
                 return nil
