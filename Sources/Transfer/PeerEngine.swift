@@ -92,6 +92,15 @@ public final class PeerEngine: Sendable {
     /// Operations posted on `peer` and not yet completed (not receives).
     public func outstanding(on peer: PeerID) -> Int { loop.state.withLock { $0.peers[peer]?.core.outstanding.count ?? 0 } }
 
+    /// Callers waiting on `peer` now (operations, room, arrivals): for tests that must know a
+    /// waiter is registered before they act.
+    func waiters(on peer: PeerID) -> Int {
+        loop.state.withLock { s in
+            guard let slot = s.peers[peer] else { return 0 }
+            return slot.completionWaiters.values.reduce(0) { $0 + $1.count } + slot.roomWaiters.count + slot.arrivalWaiters.count
+        }
+    }
+
     /// How often the progress loop went round, and how often it slept.
     public var loopCounts: (rounds: Int, sleeps: Int) { loop.state.withLock { ($0.rounds, $0.sleeps) } }
 

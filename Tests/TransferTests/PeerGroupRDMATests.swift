@@ -39,7 +39,7 @@ final class PeerGroupRDMATests: RDMATestCase {
             let outcomes = members(size) { rank -> Result<PeerGroup, GroupError> in
                 Result { () throws(GroupError) in
                     let transport: RDMAGroupTransport
-                    do { transport = try RDMAGroupTransport(pd: pd, address: address) } catch { throw GroupError.transfer(error) }
+                    do throws(TransferError) { transport = try RDMAGroupTransport(pd: pd, address: address) } catch { throw GroupError.transfer(error) }
                     return try PeerGroup(rank: rank, size: size, descriptor: regions[rank].remoteBuffer.encoded, transport: transport,
                                          options: .init(timeout: .seconds(10)), timeout: .seconds(30)) { try allgather.gather(rank: rank, $0) }
                 }
@@ -47,7 +47,7 @@ final class PeerGroupRDMATests: RDMATestCase {
             let groups = try outcomes.map { try $0.get() }
             for g in groups { XCTAssertEqual(g.connectedRanks.count, size - 1) }
             // Each member writes the first half of its memory into the second half of the next one's.
-            let failures = members(size) { rank -> String? in
+            let failures: [String?] = members(size) { rank -> String? in
                 let g = groups[rank], next = (rank + 1) % size
                 do {
                     let remote = try RemoteBuffer(decoding: g.descriptor(of: next)!)
@@ -57,7 +57,7 @@ final class PeerGroupRDMATests: RDMATestCase {
                     return "member \(rank): \(error)"
                 }
             }
-            XCTAssertEqual(failures.compactMap { $0 }, [])
+            XCTAssertEqual(failures.compactMap { $0 }, [String]())
             for rank in 0..<size {
                 let previous = (rank + size - 1) % size
                 XCTAssertEqual(Array(regions[rank].bytes![(1 << 19)..<(1 << 20)]), (0..<(1 << 19)).map { UInt8(truncatingIfNeeded: $0 &+ previous &* 31) })
@@ -65,9 +65,11 @@ final class PeerGroupRDMATests: RDMATestCase {
             // Member 3 goes away: the others' writes to it fail, typed, within the timeout; to each other they go on.
             groups[3].close()
             let start = ContinuousClock.now
-            XCTAssertThrowsError(try groups[0].engine.write(to: groups[0].peer(3)!, try regions[0].segment(offset: 0, length: 4096),
-                                                            remote: try RemoteBuffer(decoding: groups[0].descriptor(of: 3)!),
-                                                            timeout: .seconds(10))) {
+            let gone: [UInt8] = groups[0].descriptor(of: 3)!
+            let goneRemote = try RemoteBuffer(decoding: gone)
+            let goneSegment = try regions[0].segment(offset: 0, length: 4096)
+            XCTAssertThrowsError(try groups[0].engine.write(to: groups[0].peer(3)!, goneSegment, remote: goneRemote,
+                                                            timeout: Duration.seconds(10))) {
                 guard let e = $0 as? TransferError else { return XCTFail("\($0)") }
                 switch e {
                 case .disconnected, .failed, .timedOut: break
