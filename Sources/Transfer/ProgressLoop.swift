@@ -8,9 +8,10 @@ import Verbs
 /// when a few rounds find nothing it sleeps (`ProgressWake`): spin, then block. The spin is
 /// adaptive: when work came within the spin, the next spin is longer (up to `maxSpin` rounds);
 /// when spinning found nothing, shorter (down to 4). While work is outstanding the sleep is
-/// bounded (peers without a completion channel are looked at again after a backoff growing
-/// from 20 us to 1 ms, and no longer than the nearest deadline); with nothing outstanding it
-/// lasts until a caller wakes it.
+/// bounded: peers without a completion channel are looked at again after 1 ms (the backoff
+/// grows from 20 us to 1 ms, but poll(2) counts milliseconds), all others after 50 ms at most
+/// (their channels wake it sooner), never later than the nearest deadline. With nothing
+/// outstanding it lasts until a caller wakes it.
 final class ProgressLoop: Sendable {
     let state = Locked(PeerEngineState())
     let wake: ProgressWake
