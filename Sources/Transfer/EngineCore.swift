@@ -135,6 +135,25 @@ struct EngineCore {
         }
     }
 
+    // MARK: Room (for callers that must not block while posting)
+
+    /// Work requests an operation of `length` bytes takes (at least one).
+    func requests(for length: Int) -> Int { max(1, (length + maxChunk - 1) / maxChunk) }
+
+    /// Whether an operation of `requests` work requests can be posted now without waiting for
+    /// the window: it fits beside what is in flight. A caller that posts only when this holds
+    /// never waits inside a post (the window check in `postOne` never fires).
+    func hasRoom(for requests: Int) -> Bool { inFlight + requests <= window }
+
+    /// Receives posted and not yet completed.
+    var receivesPosted: Int { receives.count }
+
+    /// Whether signaled send-queue requests are outstanding.
+    var sendsInFlight: Bool { !signaled.isEmpty }
+
+    /// Records `error` as the engine's failure unless one is recorded already (the first stays).
+    mutating func recordFailure(_ error: TransferError) -> TransferError { fail(error) }
+
     // MARK: Completions
 
     /// Retires what is there without waiting; returns the operations that finished.
@@ -255,12 +274,14 @@ struct EngineCore {
     }
 
     /// The next arrival if one is there (never waits).
-    mutating func pollArrival(_ endpoint: any ConnectedEndpoint) throws(TransferError) -> Arrival? {
+    /// With `readEvents` false an empty poll does not read the connection's events (a system
+    /// call): for a progress loop that reads them on its own schedule.
+    mutating func pollArrival(_ endpoint: any ConnectedEndpoint, readEvents: Bool = true) throws(TransferError) -> Arrival? {
         if let failure { return try arrivedBefore(failure, endpoint) }
         guard !receives.isEmpty else { throw TransferError.invalidArgument("no receive is posted") }
         let wcs = try TransferError.bridge { () throws(VerbsError) in try endpoint.pollReceiveCompletions(max: 1) }
         if wcs.isEmpty {
-            if !endpoint.processEvents() { throw fail(.disconnected(operation: "receive")) }
+            if readEvents && !endpoint.processEvents() { throw fail(.disconnected(operation: "receive")) }
             return nil
         }
         return try arrived(endpoint, wcs[0])

@@ -44,6 +44,8 @@ public final class RegistrationCache: Sendable {
         var clock: UInt64 = 0
         var hits = 0
         var misses = 0
+        /// Entries deregistered by the cache: idle beyond the limit, owner gone, or invalidated.
+        var evictions = 0
     }
 
     private let state = Locked(State())
@@ -60,6 +62,8 @@ public final class RegistrationCache: Sendable {
     public var hits: Int { state.withLock { $0.hits } }
     /// Lookups that had to register.
     public var misses: Int { state.withLock { $0.misses } }
+    /// Entries the cache let go of: idle beyond `maxIdleEntries`, owner gone, or invalidated.
+    public var evictions: Int { state.withLock { $0.evictions } }
 
     /// A registration covering `length` bytes at `address` with at least `access`; `owner`
     /// is kept alive while the returned handle lives.
@@ -111,7 +115,11 @@ public final class RegistrationCache: Sendable {
     public func invalidate(address: UnsafeRawPointer, length: Int) {
         let a = UInt(bitPattern: address)
         let end = a + UInt(max(length, 1))
-        state.withLock { $0.entries.removeAll { $0.start < end && a < $0.end } }
+        state.withLock { s in
+            let before = s.entries.count
+            s.entries.removeAll { $0.start < end && a < $0.end }
+            s.evictions += before - s.entries.count
+        }
     }
 
     /// Deregisters idle entries whose owner is gone.
@@ -124,13 +132,18 @@ public final class RegistrationCache: Sendable {
         }
     }
 
-    private static func dropStale(_ state: inout State) { state.entries.removeAll { $0.isStale && $0.users == 0 } }
+    private static func dropStale(_ state: inout State) {
+        let before = state.entries.count
+        state.entries.removeAll { $0.isStale && $0.users == 0 }
+        state.evictions += before - state.entries.count
+    }
 
     private static func trimIdle(_ state: inout State, keep: Int) {
         let idle = state.entries.filter { $0.users == 0 }
         guard idle.count > keep else { return }
         let victims = Set(idle.sorted { $0.lastUse < $1.lastUse }.prefix(idle.count - keep).map { ObjectIdentifier($0) })
         state.entries.removeAll { victims.contains(ObjectIdentifier($0)) }
+        state.evictions += victims.count
     }
 }
 

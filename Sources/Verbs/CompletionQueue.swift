@@ -28,6 +28,22 @@ public final class CompletionChannel: Sendable {
     var raw: UnsafeMutablePointer<ibv_comp_channel> { handle.pointer }
 
     public var fileDescriptor: Int32 { raw.pointee.fd }
+
+    /// Takes every event the channel holds without waiting (`ibv_get_cq_event` until EAGAIN)
+    /// and acknowledges each at once: for a loop that sleeps on `fileDescriptor` beside other
+    /// descriptors, then polls its queues itself. Returns how many there were. Re-arm the queues
+    /// (`requestNotification`) before sleeping again.
+    @discardableResult
+    public func takeEvents() -> Int {
+        var taken = 0
+        while true {
+            var cq: UnsafeMutablePointer<ibv_cq>?
+            var ctx: UnsafeMutableRawPointer?
+            guard ibv_get_cq_event(raw, &cq, &ctx) == 0 else { return taken }
+            if let cq { ibv_ack_cq_events(cq, 1) }
+            taken += 1
+        }
+    }
 }
 
 /// How a wait for completions spends its time.

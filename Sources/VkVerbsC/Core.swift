@@ -166,7 +166,7 @@ func guarded(_ function: StaticString, _ body: () throws -> Void) -> Int32 {
 
 /// What a handle stands for; kept in the token's low bits so one kind passed as another is caught.
 enum HandleKind: UInt, CustomStringConvertible {
-    case device = 1, vulkan = 2, memory = 3, listener = 4, connection = 5
+    case device = 1, vulkan = 2, memory = 3, listener = 4, connection = 5, group = 6
 
     var description: String {
         switch self {
@@ -175,6 +175,7 @@ enum HandleKind: UInt, CustomStringConvertible {
         case .memory: return "vkv_memory"
         case .listener: return "vkv_listener"
         case .connection: return "vkv_connection"
+        case .group: return "vkv_group"
         }
     }
 }

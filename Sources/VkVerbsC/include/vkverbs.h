@@ -14,6 +14,7 @@
  *                   vkv_memory_close returns).
  *   vkv_listener    a passive rdmacm endpoint; vkv_accept gives connections.
  *   vkv_connection  an established reliable connection; posts and waits happen on it.
+ *   vkv_group       the members of an application connected through one engine (vkv_group_create).
  *
  *   Every handle is made by one vkv_*_open / allocate / register / listen / accept /
  *   connect call and released by exactly one vkv_*_close call. Handles are opaque tokens,
@@ -77,6 +78,7 @@ typedef struct vkv_vulkan_s vkv_vulkan;
 typedef struct vkv_memory_s vkv_memory;
 typedef struct vkv_listener_s vkv_listener;
 typedef struct vkv_connection_s vkv_connection;
+typedef struct vkv_group_s vkv_group;
 
 typedef enum vkv_status {
     VKV_OK = 0,
@@ -265,6 +267,51 @@ vkv_status vkv_post_recv(vkv_connection *connection, vkv_memory *memory, uint64_
  * VKV_ERR_DISCONNECTED) leaves the connection failed: later calls report the same error;
  * close it. */
 vkv_status vkv_wait(vkv_connection *connection, uint64_t op, int32_t timeout_ms, vkv_completion *completion);
+
+/* ---- Groups ------------------------------------------------------------------------ */
+
+/* A group connects the members of an application (the ranks of an MPI job, say) through one
+ * engine per member on one vkv_device: one progress thread serves every connection.
+ *
+ * vkv_group_create makes each member listen on address (an IP address of the device), puts
+ * its address and descriptor (application bytes, at most 512: the remote descriptors of the
+ * memory it exposes, say) in a record of vkv_group_record_size() bytes, and calls allgather
+ * once: it must fill all (size * record_size bytes) with every member's record in rank order
+ * and return 0. With MPI:
+ *
+ *   static int gather(const void *mine, void *all, size_t n, void *comm) {
+ *       return MPI_Allgather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, *(MPI_Comm *)comm);
+ *   }
+ *
+ * Members then connect all-to-all (neighbour_count < 0) or to the neighbours named (a pair
+ * connects when either names the other), within timeout_ms. Every record is checked first:
+ * a record that is not one (garbage, a short or unfilled buffer), a duplicate rank, a member
+ * that cannot be reached or never connects gives VKV_ERR_INVALID_ARGUMENT or VKV_ERR_TIMEOUT
+ * (or the transport's error), with the member's rank in *failed_member (-1 when no one member
+ * is to blame; may be NULL), and nothing left connected. A member that dies later makes the
+ * others' transfers to it fail with VKV_ERR_DISCONNECTED (or VKV_ERR_TIMEOUT), never hang:
+ * what MPI_Abort needs to bring the job down. */
+typedef int (*vkv_allgather_fn)(const void *mine, void *all, size_t record_size, void *user);
+
+size_t vkv_group_record_size(void);
+vkv_status vkv_group_create(vkv_device *device, const char *address, int32_t rank, int32_t size,
+                            const int32_t *neighbours, int32_t neighbour_count,
+                            const void *descriptor, size_t descriptor_length,
+                            vkv_allgather_fn allgather, void *user, int32_t timeout_ms,
+                            int32_t *failed_member, vkv_group **out);
+/* *connected: 1 when this member is connected to member rank. */
+vkv_status vkv_group_connected(vkv_group *group, int32_t rank, int32_t *connected);
+/* Member rank's descriptor: with buffer NULL, *length receives its size; otherwise up to
+ * capacity bytes are copied (VKV_ERR_OUT_OF_BOUNDS when some did not fit). */
+vkv_status vkv_group_descriptor(vkv_group *group, int32_t rank, void *buffer, size_t capacity, size_t *length);
+/* RDMA write / read between memory[offset, offset+length) and member rank's memory at
+ * remote_offset, waiting up to timeout_ms for completion. Memory must be on the group's device. */
+vkv_status vkv_group_write(vkv_group *group, int32_t rank, vkv_memory *memory, uint64_t offset, uint64_t length,
+                           const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms);
+vkv_status vkv_group_read(vkv_group *group, int32_t rank, vkv_memory *memory, uint64_t offset, uint64_t length,
+                          const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms);
+/* Disconnects every member and releases the group. */
+vkv_status vkv_group_close(vkv_group *group);
 
 #ifdef __cplusplus
 } /* extern "C" */
