@@ -80,9 +80,10 @@ final class OnDemandPagingTests: RDMATestCase {
         let pinned = try pinnedKiB()
         let odp = try pd.registerOnDemand(try HostBuffer(count: Self.size), access: [.localWrite, .remoteWrite])
 
-        // A pattern that does not repeat within a page, so a packet landing at the wrong offset shows.
+        // Bytes with no linear structure (a multiplicative hash of the offset), so any 64 of them in a
+        // row occur once and a packet landing at the wrong offset can be told where it came from.
         let srcBytes = try XCTUnwrap(src.bytes)
-        for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 3 &+ i >> 8) }
+        for i in 0..<srcBytes.count { srcBytes[i] = UInt8(truncatingIfNeeded: (UInt32(truncatingIfNeeded: i) &* 2_654_435_761) >> 24) }
 
         // (region offset, length, source offset): one packet inside a page, one packet crossing a
         // page, 4 KiB from a page start, 4 KiB from an unaligned offset, the last page.
@@ -102,7 +103,8 @@ final class OnDemandPagingTests: RDMATestCase {
                 let wrong = (0..<length).filter { bytes[offset + $0] != srcBytes[from + $0] }
                 let untouched = wrong.filter { bytes[offset + $0] == 0xEE }.count
                 XCTAssertEqual(wrong.count, 0, "\(name): write of \(length) B at page offset \(offset % page): \(wrong.count) bytes wrong, "
-                               + "\(untouched) of them never written; \(Self.whereItLanded(bytes, offset: offset, src: srcBytes, from: from, page: page))")
+                               + "\(untouched) of them never written; "
+                               + Self.whereItLanded(bytes, offset: offset, src: srcBytes, from: from, length: length, page: page))
             }
         }
 
@@ -116,18 +118,20 @@ final class OnDemandPagingTests: RDMATestCase {
         let expected = try XCTUnwrap(pinnedRegion.bytes)
         let wrong = (0..<4096).filter { odpBytes[readAt + $0] != expected[Self.size / 2 + $0] }
         XCTAssertEqual(wrong.count, 0, "read into on-demand memory at page offset \(readAt % page): \(wrong.count) of 4096 bytes wrong; "
-                       + Self.whereItLanded(odpBytes, offset: readAt, src: srcBytes, from: 8192, page: page))
+                       + Self.whereItLanded(odpBytes, offset: readAt, src: srcBytes, from: 8192, length: 4096, page: page))
         XCTAssertEqual(try pinnedKiB(), pinned, "faulting pages in for the device pins nothing")
     }
 
-    /// Where the first 64 source bytes of a transfer ended up in its first page, when not where asked.
+    /// Where a transfer's bytes went in its first page, when not where asked: at which page offset
+    /// its first 64 bytes are, and which of its bytes the page starts with.
     private static func whereItLanded(_ bytes: UnsafeMutableRawBufferPointer, offset: Int, src: UnsafeMutableRawBufferPointer,
-                                      from: Int, page: Int) -> String {
-        let head = Array(src[from..<from + 64])
+                                      from: Int, length: Int, page: Int) -> String {
         let pageStart = offset - offset % page
-        for at in pageStart..<(pageStart + page - 64) where Array(bytes[at..<at + 64]) == head {
-            return "its first 64 source bytes are at page offset \(at - pageStart)"
-        }
-        return "its first 64 source bytes are nowhere in that page"
+        let head = Array(src[from..<from + 64])
+        let headAt = (pageStart..<(pageStart + page - 64)).first { Array(bytes[$0..<$0 + 64]) == head }
+        let startsWith = Array(bytes[pageStart..<pageStart + 64])
+        let sourceAt = (from..<(from + length - 63)).first { Array(src[$0..<$0 + 64]) == startsWith }
+        return "its first 64 bytes are " + (headAt.map { "at page offset \($0 - pageStart)" } ?? "nowhere in that page")
+            + "; the page starts with " + (sourceAt.map { "its bytes from offset \($0 - from)" } ?? "none of its bytes")
     }
 }
