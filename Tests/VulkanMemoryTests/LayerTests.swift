@@ -2,6 +2,7 @@ import CVulkan
 import Foundation
 import Verbs
 import VulkanMemory
+import VerbsEmbedded
 import VulkanRegistration
 import XCTest
 
@@ -162,6 +163,21 @@ final class LayerTests: ValidatedVulkanTestCase {
         let second = try device.allocate(size: 4096, strategy: .rdmaAddress)
         guard case let .remoteAddress(other, _) = second.registrable.location else { return XCTFail("no remote address") }
         XCTAssertNotEqual(other, address)
+    }
+
+    /// A GPU address is not memory the kernel can fault in for this process: asked to register
+    /// it for on-demand paging, the bridge refuses with `.unsupported` before asking any device.
+    func testNVPathMemoryIsNotRegisteredOnDemand() throws {
+        let device = try makeDevice(layer: true)
+        let allocation = try device.allocate(size: 4096, strategy: .rdmaAddress)
+        let link = InMemoryLink()
+        XCTAssertThrowsError(try allocation.registrable.register(with: link.a.pd, access: .remote, paging: .onDemand)) { error in
+            guard case let .unsupported(verb, code)? = error as? VerbsError else { return XCTFail("expected .unsupported, got \(error)") }
+            XCTAssertTrue(verb.contains("on-demand paging of rdmaAddress memory (a GPU address)"), verb)
+            XCTAssertEqual(code, EOPNOTSUPP)
+        }
+        // Pinned, the same memory registers.
+        XCTAssertNoThrow(try allocation.registrable.register(with: link.a.pd, access: .remote))
     }
 
     /// Without the layer, the same request sees the NV path as unsupported.

@@ -54,6 +54,19 @@ final class RegistrationTests: ValidatedVulkanTestCase {
         }
     }
 
+    /// On-demand registration of a host-visible allocation goes to the device's on-demand path,
+    /// which the in-memory device (no verbs context, so no ODP capabilities) refuses as unsupported.
+    func testOnDemandRegistrationAsksTheDevice() throws {
+        let device = try makeLavapipeDevice()
+        let link = InMemoryLink()
+        let allocation = try device.allocate(size: 8192, strategy: .hostVisible)
+        XCTAssertThrowsError(try allocation.registrable.register(with: link.a.pd, access: .remote, paging: .onDemand)) { error in
+            guard case let .unsupported(verb, _)? = error as? VerbsError else { return XCTFail("expected .unsupported, got \(error)") }
+            XCTAssertTrue(verb.contains("ibv_query_device_ex"), verb)
+        }
+        XCTAssertEqual(RegistrationPaging.onDemand.description, "on-demand")
+    }
+
     /// Told that the NIC takes no dma-buf regions, the automatic choice never lands on dma-buf, and
     /// a region of what it chose registers on that NIC's protection domain.
     func testAutomaticChoiceToldAboutTheNICRegistersOnIt() throws {
