@@ -36,6 +36,10 @@ public final class StagingRing {
     public var timestamps: TimestampQueryPool? {
         didSet { if timestamps !== oldValue { for i in recordings.indices { recordings[i].valid = false } } }
     }
+    /// The barrier each chunk's copy ends with (`.full` unless set).
+    public var closing: ClosingBarrier = .full {
+        didSet { if closing != oldValue { for i in recordings.indices { recordings[i].valid = false } } }
+    }
     public let copied: TimelineSemaphore
     public let released: TimelineSemaphore
 
@@ -323,7 +327,7 @@ public final class StagingRing {
             _ = vkEndCommandBuffer(r.commandBuffer)
             throw error
         }
-        recorder.barrier()
+        recorder.barrier(closing)
         try check(vkEndCommandBuffer(r.commandBuffer), "vkEndCommandBuffer", VulkanError.commandRecording)
         recordings[index] = Recording(commandBuffer: r.commandBuffer, buffer: t.buffer, direction: t.direction,
                                       bufferOffset: bufferOffset, length: length, slot: slot, first: first, last: last,
