@@ -432,7 +432,8 @@ struct Bench {
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
         ring.timestamps = pool
-        ring.closing = closing
+        // The ring's own choice by direction unless --closing-barrier names one.
+        if command.closingBarrier != nil { ring.closing = closing }
         var results: [GPUBenchResult] = []
         for direction in command.directionList {
             let toSlots = direction == "d2h"
@@ -475,7 +476,7 @@ struct Bench {
                     gpu.append(try pool.nanoseconds(from: 0, to: 1))
                 }
                 let chunks = Int((size + chunk - 1) / chunk)
-                if closing != .full { try runner.run(timeout: timeout) { _ in } }
+                if ring.closing != ClosingBarrier.full { try runner.run(timeout: timeout) { _ in } }
                 let verified: Bool
                 if toSlots {
                     verified = spotCheck(slots[(chunks - 1) % slotCount].bytes,
