@@ -1,12 +1,13 @@
 import CVulkan
 import Sharing
 
-/// A compute pipeline over one storage buffer (set 0, binding 0) with optional push constants,
-/// made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a time,
-/// since the descriptor set is rewritten for each.
+/// A compute pipeline over `storageBuffers` storage buffers (set 0, bindings 0 ..< n) with optional
+/// push constants, made from SPIR-V words. Run it with `CommandRecorder.dispatch`; one dispatch at a
+/// time, since the descriptor set is rewritten for each.
 public final class ComputeKernel: Sendable {
     public let device: VulkanDevice
     public let pushConstantSize: UInt32
+    public let storageBuffers: Int
     private let handles: (setLayout: VulkanHandle, layout: VulkanHandle, pipeline: VulkanHandle, pool: VulkanHandle,
                           descriptorSet: VulkanHandle)
     /// `vkUpdateDescriptorSets` needs the set externally synchronized.
@@ -14,8 +15,9 @@ public final class ComputeKernel: Sendable {
 
     /// `vkCreateShaderModule`, `vkCreateDescriptorSetLayout`, `vkCreatePipelineLayout`,
     /// `vkCreateComputePipelines`, `vkCreateDescriptorPool`, `vkAllocateDescriptorSets`.
-    public init(device: VulkanDevice, spirv: [UInt32], pushConstantSize: UInt32 = 0) throws(VulkanError) {
+    public init(device: VulkanDevice, spirv: [UInt32], pushConstantSize: UInt32 = 0, storageBuffers: Int = 1) throws(VulkanError) {
         guard !spirv.isEmpty, spirv[0] == 0x0723_0203 else { throw .invalidArgument("not SPIR-V (bad magic number)") }
+        guard (1...8).contains(storageBuffers) else { throw .invalidArgument("\(storageBuffers) storage buffers (1 ... 8)") }
         guard pushConstantSize % 4 == 0, pushConstantSize <= 128 else {
             throw .invalidArgument("push constant size \(pushConstantSize) must be a multiple of 4, at most 128")
         }
@@ -35,17 +37,20 @@ public final class ComputeKernel: Sendable {
             // The pipeline keeps what it needs of the module; it goes when this init ends.
             defer { vkDestroyShaderModule(d, module, nil) }
 
-            var binding = VkDescriptorSetLayoutBinding()
-            binding.binding = 0
-            binding.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-            binding.descriptorCount = 1
-            binding.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT.rawValue
+            let bindingList = (0..<storageBuffers).map { i in
+                var binding = VkDescriptorSetLayoutBinding()
+                binding.binding = UInt32(i)
+                binding.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                binding.descriptorCount = 1
+                binding.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT.rawValue
+                return binding
+            }
             var setLayout: VkDescriptorSetLayout?
-            try withUnsafePointer(to: &binding) { (bindings) throws(VulkanError) in
+            try bindingList.withUnsafeBufferPointer { (bindings) throws(VulkanError) in
                 var info = VkDescriptorSetLayoutCreateInfo()
                 info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO
-                info.bindingCount = 1
-                info.pBindings = bindings
+                info.bindingCount = UInt32(storageBuffers)
+                info.pBindings = bindings.baseAddress
                 try check(vkCreateDescriptorSetLayout(d, &info, nil, &setLayout), "vkCreateDescriptorSetLayout",
                           VulkanError.pipelineCreation)
             }
@@ -83,7 +88,7 @@ public final class ComputeKernel: Sendable {
             }
             cleanup.append { vkDestroyPipeline(d, pipeline, nil) }
 
-            var poolSize = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: 1)
+            var poolSize = VkDescriptorPoolSize(type: VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, descriptorCount: UInt32(storageBuffers))
             var pool: VkDescriptorPool?
             try withUnsafePointer(to: &poolSize) { (sizes) throws(VulkanError) in
                 var info = VkDescriptorPoolCreateInfo()
@@ -117,6 +122,7 @@ public final class ComputeKernel: Sendable {
         }
         self.device = device
         self.pushConstantSize = pushConstantSize
+        self.storageBuffers = storageBuffers
     }
 
     deinit {
@@ -133,18 +139,21 @@ public final class ComputeKernel: Sendable {
     var pool: VkDescriptorPool { handles.pool.raw }
     var descriptorSet: VkDescriptorSet { handles.descriptorSet.raw }
 
-    /// Points binding 0 at `buffer` (`vkUpdateDescriptorSets`); the set must not be in use.
-    func bind(_ buffer: DeviceBuffer) {
-        var info = VkDescriptorBufferInfo(buffer: buffer.raw, offset: 0, range: VkDeviceSize(VK_WHOLE_SIZE))
-        withUnsafePointer(to: &info) { bufferInfo in
-            var write = VkWriteDescriptorSet()
-            write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
-            write.dstSet = descriptorSet
-            write.dstBinding = 0
-            write.descriptorCount = 1
-            write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-            write.pBufferInfo = bufferInfo
-            bindLock.withLock { _ in vkUpdateDescriptorSets(device.raw, 1, &write, 0, nil) }
+    /// Points bindings 0 ..< n at `buffers` (`vkUpdateDescriptorSets`); the set must not be in use.
+    func bind(_ buffers: [DeviceBuffer]) {
+        let infos = buffers.map { VkDescriptorBufferInfo(buffer: $0.raw, offset: 0, range: VkDeviceSize(VK_WHOLE_SIZE)) }
+        infos.withUnsafeBufferPointer { bufferInfos in
+            var writes = (0..<infos.count).map { i in
+                var write = VkWriteDescriptorSet()
+                write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET
+                write.dstSet = descriptorSet
+                write.dstBinding = UInt32(i)
+                write.descriptorCount = 1
+                write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                write.pBufferInfo = bufferInfos.baseAddress! + i
+                return write
+            }
+            bindLock.withLock { _ in vkUpdateDescriptorSets(device.raw, UInt32(writes.count), &writes, 0, nil) }
         }
     }
 }

@@ -78,26 +78,27 @@ public final class GPUCommandRunner {
         vkDestroyCommandPool(device.raw, pool, nil)
     }
 
-    /// Records with `body` (`vkBeginCommandBuffer` ... `vkEndCommandBuffer`), ends with a barrier
-    /// that makes the writes visible to the host, submits (`vkQueueSubmit`) and waits up to `timeout`.
-    public func run(timeout: Duration = .seconds(10),
+    /// Records with `body` (`vkBeginCommandBuffer` ... `vkEndCommandBuffer`), ends with the `closing`
+    /// barrier (by default every write visible to later commands and the host), submits
+    /// (`vkQueueSubmit`) and waits up to `timeout`.
+    public func run(timeout: Duration = .seconds(10), closing: ClosingBarrier = .full,
                     _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
-        try submit(timeout: timeout, body)
+        try submit(timeout: timeout, closing: closing, body)
         try wait(timeout: timeout)
     }
 
     /// Records and submits like `run` but returns at once; `waitForCompletion` waits.
     /// Lets the caller overlap GPU copies with other work.
-    public func submit(timeout: Duration = .seconds(10),
+    public func submit(timeout: Duration = .seconds(10), closing: ClosingBarrier = .full,
                        _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
-        try record(timeout: timeout, body)
+        try record(timeout: timeout, closing: closing, body)
         try submitRecorded(timeout: timeout)
     }
 
-    /// Records with `body` (and the closing barrier) without submitting; `submitRecorded` submits
+    /// Records with `body` (and the `closing` barrier) without submitting; `submitRecorded` submits
     /// the recording, as often as wanted, until the next `record`. Waits first for a submission
     /// still pending (up to `timeout`).
-    public func record(timeout: Duration = .seconds(10),
+    public func record(timeout: Duration = .seconds(10), closing: ClosingBarrier = .full,
                        _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
         if pending {
             // The last submission may still run; its command buffer cannot be recorded over before.
@@ -116,7 +117,7 @@ public final class GPUCommandRunner {
             _ = vkEndCommandBuffer(commandBuffer)
             throw error
         }
-        recorder.barrier()
+        recorder.barrier(closing)
         try check(vkEndCommandBuffer(commandBuffer), "vkEndCommandBuffer", VulkanError.commandRecording)
         recorded = true
     }

@@ -22,6 +22,10 @@ struct GPUBenchResult: Codable {
     /// Staged only: bytes per bounce copy and bounce buffers in the ring.
     var chunkSize: UInt64?
     var slots: Int?
+    /// Single copies: regions the copy was split into (one vkCmdCopyBuffer); nil: one.
+    var split: Int? = nil
+    /// Single copies: "shader" when a compute shader copied; nil: vkCmdCopyBuffer.
+    var copier: String? = nil
     /// GPU time from a timestamp before the (first) copy to one after the (last) copy.
     var gpuNanoseconds: [Double]
     /// Submitting and waiting (for staged: the whole ring, every chunk).
@@ -45,6 +49,15 @@ struct SyncProbeResult: Codable {
     var medianMicroseconds: Double
     var p10Microseconds: Double
     var p90Microseconds: Double
+    /// The barrier the recording ends with (full, copy-to-host, none).
+    var closingBarrier: String? = nil
+    /// Per phase, medians: recording (rerecord only), the `vkQueueSubmit` call, and from its
+    /// return until the host saw the completion (the GPU's start, the copy, the signal, the wake).
+    var recordMedianMicroseconds: Double? = nil
+    var submitMedianMicroseconds: Double? = nil
+    var waitMedianMicroseconds: Double? = nil
+    /// Timed methods: the copy by GPU timestamps; the wait less this is launch, signal and wake.
+    var gpuMedianMicroseconds: Double? = nil
 }
 
 struct GPUBenchReport: Codable {
@@ -62,6 +75,8 @@ struct GPUBenchReport: Codable {
     /// How the copies were submitted and waited for.
     var completion: String
     var spinMicroseconds: Double
+    /// The barrier each measured recording ends with.
+    var closingBarrier: String
     var method = "single copies: one command buffer recorded once per size and direction, resubmitted; "
         + "staged: StagingRing, every chunk queued up front, timeline semaphores, the host releasing a slot as soon as its copy is seen"
     var results: [GPUBenchResult]
@@ -105,6 +120,12 @@ struct GPUBenchCommand: ParsableCommand {
     var spinMicroseconds: Int?
     @Option(help: "Completion signal of single copies: timeline or fence (default: timeline where the device has it).")
     var completion: String?
+    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only) or none (default: full).")
+    var closingBarrier: String?
+    @Option(help: "Single copies: regions per vkCmdCopyBuffer (repeat for several; 1 by default).") var split: [Int] = [1]
+    @Option(help: "Single copies: what copies, copy-command (vkCmdCopyBuffer) or shader (a compute shader); repeat for both.")
+    var copier: [String] = ["copy-command"]
+    @Option(help: "Shader copies: workgroups of 256 invocations.") var shaderGroups: UInt32 = 4096
     @Option(help: "Sizes for the submission probe (repeat; none: no probe).") var probeSizes: [UInt64] = []
     @Option(help: "Submissions per method and size in the probe.") var probeIterations: Int = 2000
     @Option(help: "Vulkan physical device index (default: the first GPU, else device 0).") var device: Int?
@@ -135,6 +156,16 @@ struct GPUBenchCommand: ParsableCommand {
         if slots.contains(where: { $0 < 1 }) { throw ValidationError("--slots must be at least 1") }
         if chunk.contains(where: { $0 == 0 || $0 % 4 != 0 }) { throw ValidationError("--chunk must be a positive multiple of 4") }
         if let spin = spinMicroseconds, spin < 0 { throw ValidationError("--spin-microseconds must be >= 0") }
+        if let c = closingBarrier, ClosingBarrier(rawValue: c) == nil {
+            throw ValidationError("--closing-barrier must be full, copy-to-host or none")
+        }
+        if split.contains(where: { $0 < 1 || $0 > 64 }) { throw ValidationError("--split must be 1 ... 64") }
+        if copier.contains(where: { $0 != "copy-command" && $0 != "shader" }) {
+            throw ValidationError("--copier must be copy-command or shader")
+        }
+        if copier.contains("shader") && (min % 16 != 0 || shaderGroups < 1) {
+            throw ValidationError("--copier shader needs --min a multiple of 16 and --shader-groups >= 1")
+        }
         if let c = completion, GPUCommandRunner.Completion(rawValue: c) == nil {
             throw ValidationError("--completion must be timeline or fence")
         }
@@ -181,7 +212,8 @@ struct GPUBenchCommand: ParsableCommand {
         let header = ["destination", "dir", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "ok"]
         print(header.map { $0.padding(toLength: 13, withPad: " ", startingAt: 0) }.joined())
         for r in report.results {
-            let name = r.chunkSize.map { "\(r.destination)/\(formatBytes($0))x\(r.slots ?? 0)" } ?? r.destination
+            let name = r.chunkSize.map { "\(r.destination)/\(formatBytes($0))x\(r.slots ?? 0)" }
+                ?? (r.split.map { "\(r.destination)/split\($0)" } ?? (r.copier.map { "\(r.destination)/\($0)" } ?? r.destination))
             let row = [name, r.direction, "\(r.memoryType)", formatBytes(r.size),
                        String(format: "%.2f", r.gpuBestGBps), String(format: "%.2f", r.gpuMedianGBps),
                        String(format: "%.2f", r.wallBestGBps), String(format: "%.2f", r.wallMedianGBps),
@@ -192,8 +224,10 @@ struct GPUBenchCommand: ParsableCommand {
             print("")
             print("submission probe (one copy recorded once, submitted and waited for; microseconds per copy):")
             for p in report.syncProbe {
-                print("  \(p.method.padding(toLength: 26, withPad: " ", startingAt: 0)) \(formatBytes(p.size).padding(toLength: 9, withPad: " ", startingAt: 0)) "
-                      + String(format: "median %8.1f  p10 %8.1f  p90 %8.1f", p.medianMicroseconds, p.p10Microseconds, p.p90Microseconds))
+                print("  \(p.method.padding(toLength: 34, withPad: " ", startingAt: 0)) \(formatBytes(p.size).padding(toLength: 9, withPad: " ", startingAt: 0)) "
+                      + String(format: "median %8.1f  p10 %8.1f  p90 %8.1f  submit %6.1f  wait %8.1f", p.medianMicroseconds,
+                               p.p10Microseconds, p.p90Microseconds, p.submitMedianMicroseconds ?? 0, p.waitMedianMicroseconds ?? 0)
+                      + (p.gpuMedianMicroseconds.map { String(format: "  GPU %8.1f", $0) } ?? ""))
             }
         }
         for note in report.notes { print("note: \(note)") }
@@ -208,6 +242,18 @@ struct Bench {
     let pool: TimestampQueryPool
     let timeout: Duration
     let hostWait: HostWait
+    let closing: ClosingBarrier
+    /// The compute kernel of `--copier shader`, made on first use.
+    let kernelBox = KernelBox()
+    final class KernelBox { var kernel: ComputeKernel? }
+
+    func copyKernel() throws(VulkanError) -> ComputeKernel {
+        if let k = kernelBox.kernel { return k }
+        let k = try ComputeKernel(device: device, spirv: CopyShader.spirv, pushConstantSize: CopyShader.pushConstantSize,
+                                  storageBuffers: 2)
+        kernelBox.kernel = k
+        return k
+    }
 
     init(physical: PhysicalDevice, command: GPUBenchCommand) throws(VulkanError) {
         device = try VulkanDevice(physicalDevice: physical)
@@ -217,6 +263,7 @@ struct Bench {
                                       hostWait: hostWait)
         pool = try TimestampQueryPool(device: device, count: 2)
         timeout = .seconds(command.timeout)
+        closing = command.closingBarrier.flatMap(ClosingBarrier.init(rawValue:)) ?? .full
     }
 
     /// A memory type with all of `required` and none of `excluded`, preferring one without `avoid`.
@@ -242,6 +289,7 @@ struct Bench {
             repetitions: command.repetitions, warmup: command.warmup, sizes: sizes,
             completion: runner.completion.rawValue,
             spinMicroseconds: Double(hostWait.spin.components.seconds) * 1e6 + Double(hostWait.spin.components.attoseconds) / 1e12,
+            closingBarrier: closing.rawValue,
             results: [], syncProbe: [], notes: [])
         if !local.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
             report.notes.append("the device-local buffer is not DEVICE_LOCAL (memory type \(local.memoryType.index)): this device has no separate GPU memory")
@@ -286,11 +334,17 @@ struct Bench {
                 continue
             }
             for direction in command.directionList {
-                for size in sizes {
-                    let r = try measure(destination, direction: direction, local: local, host: host, size: size)
-                    report.results.append(r)
-                    progress("\(destination) \(direction) \(formatBytes(size)): GPU best \(String(format: "%.2f", r.gpuBestGBps)), "
-                             + "wall best \(String(format: "%.2f", r.wallBestGBps)) GB/s")
+                for copier in command.copier {
+                    for regions in (copier == "shader" ? [1] : command.split) {
+                        for size in sizes {
+                            let r = try measure(destination, direction: direction, local: local, host: host, size: size, regions: regions,
+                                                shader: copier == "shader")
+                            report.results.append(r)
+                            progress("\(destination)\(regions > 1 ? "/split\(regions)" : "")\(copier == "shader" ? "/shader" : "") "
+                                     + "\(direction) \(formatBytes(size)): GPU best \(String(format: "%.2f", r.gpuBestGBps)), "
+                                     + "wall best \(String(format: "%.2f", r.wallBestGBps)) GB/s")
+                        }
+                    }
                 }
             }
             _ = keepAlive
@@ -326,8 +380,8 @@ struct Bench {
         return spotCheck(host.bytes, size: size, value: value)
     }
 
-    private func measure(_ destination: String, direction: String, local: DeviceBuffer, host: DeviceBuffer, size: UInt64)
-        throws(VulkanError) -> GPUBenchResult
+    private func measure(_ destination: String, direction: String, local: DeviceBuffer, host: DeviceBuffer, size: UInt64,
+                         regions: Int = 1, shader: Bool = false) throws(VulkanError) -> GPUBenchResult
     {
         let toHost = direction == "d2h"
         let value = marker(size, toHost ? 0 : 1)
@@ -336,10 +390,17 @@ struct Bench {
         var gpu: [Double] = []
         var wall: [Double] = []
         // Recorded once; every run below only submits and waits.
-        try runner.record(timeout: timeout) { (r) throws(VulkanError) in
+        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
             try r.resetQueries(pool)
             try r.writeTimestamp(pool, index: 0, stage: .top)
-            try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size)
+            if shader {
+                let words = size / CopyShader.wordSize
+                let groups = UInt32(Swift.min(UInt64(command.shaderGroups), (words + UInt64(CopyShader.localSize) - 1) / UInt64(CopyShader.localSize)))
+                try r.dispatch(try copyKernel(), buffers: toHost ? [local, host] : [host, local], groups: groups,
+                               pushConstants: [UInt32(words)])
+            } else {
+                try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size, regions: regions)
+            }
             try r.writeTimestamp(pool, index: 1, stage: .bottom)
         }
         for n in 0..<(command.warmup + command.repetitions) {
@@ -350,9 +411,14 @@ struct Bench {
             wall.append(elapsed)
             gpu.append(try pool.nanoseconds(from: 0, to: 1))
         }
+        // A full barrier (it covers every earlier submission on the queue) before anything reads.
+        if closing != .full { try runner.run(timeout: timeout) { _ in } }
         let verified = toHost ? spotCheck(host.bytes, size: size, value: value)
             : try checkLocal(local, through: host, size: size, value: value)
-        return result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+        var r = result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+        if regions > 1 { r.split = regions }
+        if shader { r.copier = "shader" }
+        return r
     }
 
     /// The staged pipeline's GPU side: `size` bytes in `chunk` pieces through a ring of bounce
@@ -366,6 +432,8 @@ struct Bench {
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
         ring.timestamps = pool
+        // The ring's own choice by direction unless --closing-barrier names one.
+        if command.closingBarrier != nil { ring.closing = closing }
         var results: [GPUBenchResult] = []
         for direction in command.directionList {
             let toSlots = direction == "d2h"
@@ -408,6 +476,7 @@ struct Bench {
                     gpu.append(try pool.nanoseconds(from: 0, to: 1))
                 }
                 let chunks = Int((size + chunk - 1) / chunk)
+                if ring.closing != ClosingBarrier.full { try runner.run(timeout: timeout) { _ in } }
                 let verified: Bool
                 if toSlots {
                     verified = spotCheck(slots[(chunks - 1) % slotCount].bytes,
@@ -439,40 +508,86 @@ struct Bench {
     }
 
     /// One copy device-local -> host-visible memory per size, submitted and waited for
-    /// `probeIterations` times by each completion signal and wait.
+    /// `probeIterations` times by each completion signal, wait and closing barrier; each phase
+    /// (recording, `vkQueueSubmit`, waiting) timed apart, and the copy by GPU timestamps in the
+    /// `-timed` methods.
     private func probe(local: DeviceBuffer, progress: (String) -> Void) throws(VulkanError) -> [SyncProbeResult] {
         let largest = command.probeSizes.max()!
         guard largest <= local.size else { throw .invalidArgument("--probe-sizes must not exceed --max") }
         let host = try DeviceBuffer(device: device, size: largest, hostVisible: true)
         let poll = HostWait(spin: .seconds(1))  // Polls for as long as any copy here takes.
-        var methods: [(String, GPUCommandRunner.Completion, HostWait, Bool)] = [
-            ("fence-block", .fence, .blocking, false), ("fence-poll", .fence, poll, false),
-        ]
+        struct Method {
+            var name: String
+            var completion: GPUCommandRunner.Completion
+            var wait: HostWait
+            var rerecord = false
+            var closing = ClosingBarrier.full
+            var timed = false
+            var toHost = true
+        }
+        var methods = [Method(name: "fence-block", completion: .fence, wait: .blocking),
+                       Method(name: "fence-poll", completion: .fence, wait: poll)]
         if device.timelineSemaphoreEnabled {
-            methods += [("timeline-block", .timeline, .blocking, false), ("timeline-poll", .timeline, poll, false),
-                        ("timeline-default", .timeline, hostWait, false), ("timeline-default-rerecord", .timeline, hostWait, true)]
+            methods += [
+                Method(name: "timeline-block", completion: .timeline, wait: .blocking),
+                Method(name: "timeline-poll", completion: .timeline, wait: poll),
+                Method(name: "timeline-default", completion: .timeline, wait: hostWait),
+                Method(name: "timeline-default-rerecord", completion: .timeline, wait: hostWait, rerecord: true),
+                Method(name: "timeline-poll-copy-to-host", completion: .timeline, wait: poll, closing: .copyToHost),
+                Method(name: "timeline-poll-no-barrier", completion: .timeline, wait: poll, closing: .none),
+                Method(name: "timeline-poll-timed", completion: .timeline, wait: poll, timed: true),
+                Method(name: "timeline-poll-copy-to-host-timed", completion: .timeline, wait: poll, closing: .copyToHost, timed: true),
+                Method(name: "h2d-timeline-poll", completion: .timeline, wait: poll, toHost: false),
+                Method(name: "h2d-timeline-poll-no-barrier", completion: .timeline, wait: poll, closing: .none, toHost: false),
+            ]
         }
         var out: [SyncProbeResult] = []
         for size in command.probeSizes {
-            for (name, completion, wait, rerecord) in methods {
-                let probeRunner = try GPUCommandRunner(device: device, completion: completion, hostWait: wait)
+            for m in methods {
+                let probeRunner = try GPUCommandRunner(device: device, completion: m.completion, hostWait: m.wait)
                 func record() throws(VulkanError) {
-                    try probeRunner.record(timeout: timeout) { (r) throws(VulkanError) in try r.copy(from: local, to: host, size: size) }
+                    try probeRunner.record(timeout: timeout, closing: m.closing) { (r) throws(VulkanError) in
+                        if m.timed {
+                            try r.resetQueries(pool)
+                            try r.writeTimestamp(pool, index: 0, stage: .top)
+                        }
+                        try r.copy(from: m.toHost ? local : host, to: m.toHost ? host : local, size: size)
+                        if m.timed { try r.writeTimestamp(pool, index: 1, stage: .bottom) }
+                    }
                 }
                 try record()
-                var samples: [Double] = []
-                samples.reserveCapacity(command.probeIterations)
+                var total: [Double] = [], recording: [Double] = [], submitting: [Double] = [], waiting: [Double] = [], gpu: [Double] = []
+                total.reserveCapacity(command.probeIterations)
+                submitting.reserveCapacity(command.probeIterations)
+                waiting.reserveCapacity(command.probeIterations)
                 for n in 0..<(command.probeIterations + 20) {
-                    let start = monotonicNanoseconds()
-                    if rerecord { try record() }
-                    try probeRunner.runRecorded(timeout: timeout)
-                    if n >= 20 { samples.append(Double(monotonicNanoseconds() - start) / 1e3) }
+                    let t0 = monotonicNanoseconds()
+                    if m.rerecord { try record() }
+                    let t1 = monotonicNanoseconds()
+                    try probeRunner.submitRecorded(timeout: timeout)
+                    let t2 = monotonicNanoseconds()
+                    try probeRunner.waitForCompletion(timeout: timeout)
+                    let t3 = monotonicNanoseconds()
+                    guard n >= 20 else { continue }
+                    total.append(Double(t3 - t0) / 1e3)
+                    if m.rerecord { recording.append(Double(t1 - t0) / 1e3) }
+                    submitting.append(Double(t2 - t1) / 1e3)
+                    waiting.append(Double(t3 - t2) / 1e3)
+                    if m.timed { gpu.append(try pool.nanoseconds(from: 0, to: 1) / 1e3) }
                 }
-                samples.sort()
-                func at(_ q: Double) -> Double { samples[Swift.min(samples.count - 1, Int(Double(samples.count) * q))] }
-                out.append(SyncProbeResult(method: name, size: size, iterations: command.probeIterations,
-                                           medianMicroseconds: at(0.5), p10Microseconds: at(0.1), p90Microseconds: at(0.9)))
-                progress("probe \(name) \(formatBytes(size)): median \(String(format: "%.1f", at(0.5))) us")
+                total.sort()
+                func at(_ q: Double) -> Double { total[Swift.min(total.count - 1, Int(Double(total.count) * q))] }
+                func median(_ values: [Double]) -> Double? {
+                    values.isEmpty ? nil : values.sorted()[values.count / 2]
+                }
+                out.append(SyncProbeResult(method: m.name, size: size, iterations: command.probeIterations,
+                                           medianMicroseconds: at(0.5), p10Microseconds: at(0.1), p90Microseconds: at(0.9),
+                                           closingBarrier: m.closing.rawValue, recordMedianMicroseconds: median(recording),
+                                           submitMedianMicroseconds: median(submitting), waitMedianMicroseconds: median(waiting),
+                                           gpuMedianMicroseconds: median(gpu)))
+                progress("probe \(m.name) \(formatBytes(size)): median \(String(format: "%.1f", at(0.5))) us (submit "
+                         + "\(String(format: "%.1f", median(submitting) ?? 0)), wait \(String(format: "%.1f", median(waiting) ?? 0)), "
+                         + "GPU \(String(format: "%.1f", median(gpu) ?? 0)))")
             }
         }
         return out

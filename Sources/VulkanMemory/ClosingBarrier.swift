@@ -1,0 +1,15 @@
+/// The barrier a recording ends with, before its completion is signalled.
+///
+/// A fence or semaphore signal makes the device's writes available but not visible to the host:
+/// a host read of copied bytes needs a barrier into the host stage (the fence section of the
+/// Vulkan spec says so). How wide that barrier is may cost GPU time per submission; `gpu-bench
+/// --probe-sizes` measures each one.
+public enum ClosingBarrier: String, Sendable, Codable, CaseIterable {
+    /// Every earlier write visible to every later command and to the host (any work).
+    case full
+    /// Transfer writes visible to host reads only: enough for copies the host reads next.
+    case copyToHost = "copy-to-host"
+    /// No barrier: for copies whose results only later GPU work, ordered by a semaphore wait,
+    /// reads, and for measuring what a barrier costs.
+    case none
+}
