@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-gpu-exchange test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -49,7 +49,7 @@ test: build
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
-	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/cpu-time scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  scripts/container-setup scripts/test-container
 	@echo "lint: shellcheck clean"
@@ -58,23 +58,26 @@ lint:
 test-host:
 	$(SWIFT) test --skip-build
 
-# Host memory (exchange, ping-pong) between two hosts of the hosts topology, then Vulkan memory
-# GPU to GPU through the transfer engine with every strategy, 1 B to 64 MiB + 1, the NV path
-# through the emulation layer included (two guests), then the link faults and the cross-kernel run.
-test-two-hosts: vulkan-layer
-	$(FABRIC) hosts -- scripts/exchange-pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
-	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
-	$(MAKE) test-stream-fault
-	$(MAKE) test-link-flap
+# In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
+# between two hosts, Vulkan memory GPU to GPU through the transfer engine with every strategy,
+# 1 B to 64 MiB + 1, the NV path through the emulation layer included, then the link faults
+# (test-stream-fault, test-link-flap); then the cross-kernel run (two guests).
+test-two-hosts: vulkan-layer release
+	$(FABRIC) hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) VKVERBS_RELEASE_BIN=.build/release/vkverbs scripts/hosts-checks
 	$(MAKE) test-interop
 
+# The GPU exchange alone, between two hosts of the hosts topology (test-two-hosts runs it).
+test-gpu-exchange: vulkan-layer
+	$(FABRIC) hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) VKVERBS_HOSTS_STEPS=gpu-exchange scripts/hosts-checks
+
 # A numbered, checksummed stream between two hosts with the client's link taken down for 15 s
-# mid-stream, for real: the sender must see the fault, reconnect and resume, and the receiver
+# mid-stream, for real (test-two-hosts runs it too, in its own boot): the sender must see the fault, reconnect and resume, and the receiver
 # accept exactly what was sent (the release CLI: the debug build's checksums are too slow under TCG).
 test-stream-fault: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/stream-two-hosts
 
-# A ping-pong across a link flap fails fast with a typed error; a new run right after passes.
+# A ping-pong across a link flap fails fast with a typed error; a new run right after passes
+# (test-two-hosts runs it too, in its own boot).
 test-link-flap: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/pingpong-flap-two-hosts
 
