@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-gpu-exchange test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -65,16 +65,13 @@ test-host:
 	$(SWIFT) test --skip-build
 
 # In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
-# between two hosts, Vulkan memory GPU to GPU through the transfer engine with every strategy,
-# 1 B to 64 MiB + 1, the NV path through the emulation layer included, then the link faults
-# (test-stream-fault, test-link-flap); then the cross-kernel run (two guests).
+# between two hosts, then the link faults (test-stream-fault, test-link-flap); then Vulkan memory
+# GPU to GPU through the transfer engine with every strategy, 1 B to 64 MiB + 1, the NV path
+# through the emulation layer included (two guests), and the cross-kernel run.
 test-two-hosts: vulkan-layer release
-	$(FABRIC) hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) VKVERBS_RELEASE_BIN=.build/release/vkverbs scripts/hosts-checks
+	VKVERBS_RELEASE_BIN=.build/release/vkverbs $(FABRIC) hosts -- scripts/hosts-checks
+	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
 	$(MAKE) test-interop
-
-# The GPU exchange alone, between two hosts of the hosts topology (test-two-hosts runs it).
-test-gpu-exchange: vulkan-layer
-	$(FABRIC) hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) VKVERBS_HOSTS_STEPS=gpu-exchange scripts/hosts-checks
 
 # A numbered, checksummed stream between two hosts with the client's link taken down for 15 s
 # mid-stream, for real (test-two-hosts runs it too, in its own boot): the sender must see the fault, reconnect and resume, and the receiver
