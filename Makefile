@@ -74,13 +74,14 @@ test-two-hosts: vulkan-layer release
 	$(MAKE) test-interop
 
 # A numbered, checksummed stream between two hosts with the client's link taken down for 15 s
-# mid-stream, for real (test-two-hosts runs it too, in its own boot): the sender must see the fault, reconnect and resume, and the receiver
+# mid-stream, for real: the sender must see the fault, reconnect and resume, and the receiver
 # accept exactly what was sent (the release CLI: the debug build's checksums are too slow under TCG).
+# test-two-hosts runs it in scripts/hosts-checks, in the boot it shares with two other checks.
 test-stream-fault: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/stream-two-hosts
 
 # A ping-pong across a link flap fails fast with a typed error; a new run right after passes
-# (test-two-hosts runs it too, in its own boot).
+# (test-two-hosts runs it in scripts/hosts-checks).
 test-link-flap: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/pingpong-flap-two-hosts
 
