@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -28,10 +28,11 @@ demo: build
 
 # Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, the
 # two-hosts runs (with a mid-stream network cut), the C API (installed, built with gcc/g++ through
-# pkg-config, run on both topologies), docker/Dockerfile built and run in containers, a short soak,
-# and last the whole suite inside the rxe fabric,
-# where a missing RDMA device is a failure, not a skip. (make soak, test-asan and test-tsan take
-# longer and run on their own.)
+# pkg-config, run on both topologies), docker/Dockerfile built and run in containers, and last, in
+# one boot of the loopback fabric (test-loopback-all), the CLI's loopback, a short soak and the
+# whole suite inside the rxe fabric, where a missing RDMA device is a failure, not a skip.
+# (make soak, test-asan and test-tsan take longer and run on their own.) docs/test-time.md says
+# where the time goes.
 test: build
 	$(MAKE) lint
 	$(MAKE) test-host
@@ -40,16 +41,21 @@ test: build
 	$(MAKE) release
 	$(MAKE) test-two-hosts
 	$(MAKE) test-odp
-	$(MAKE) test-loopback
 	$(MAKE) test-capi
 	$(MAKE) test-container
-	$(MAKE) soak-short
-	$(MAKE) test-fabric
+	$(MAKE) test-loopback-all
+
+# test-loopback, soak-short and test-fabric, each exactly as its own target runs it, one after the
+# other in one boot of the loopback fabric (scripts/loopback-checks: a line per check with its
+# status and time).
+test-loopback-all: vulkan-layer release
+	VKVERBS_LOOPBACK_LAYER_PATH=$(abspath .build/vulkan-layer) VKVERBS_TEST_BINARY=$(TEST_BINARY) \
+	  $(FABRIC) run --timeout 3600 -- scripts/loopback-checks
 
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
-	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/cpu-time scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  scripts/container-setup scripts/test-container
 	@echo "lint: shellcheck clean"
@@ -58,23 +64,24 @@ lint:
 test-host:
 	$(SWIFT) test --skip-build
 
-# Host memory (exchange, ping-pong) between two hosts of the hosts topology, then Vulkan memory
+# In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
+# between two hosts, then the link faults (test-stream-fault, test-link-flap); then Vulkan memory
 # GPU to GPU through the transfer engine with every strategy, 1 B to 64 MiB + 1, the NV path
-# through the emulation layer included (two guests), then the link faults and the cross-kernel run.
-test-two-hosts: vulkan-layer
-	$(FABRIC) hosts -- scripts/exchange-pingpong-two-hosts --op send --size 64 -i 20 --warmup 2
+# through the emulation layer included (two guests), and the cross-kernel run.
+test-two-hosts: vulkan-layer release
+	VKVERBS_RELEASE_BIN=.build/release/vkverbs $(FABRIC) hosts -- scripts/hosts-checks
 	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
-	$(MAKE) test-stream-fault
-	$(MAKE) test-link-flap
 	$(MAKE) test-interop
 
 # A numbered, checksummed stream between two hosts with the client's link taken down for 15 s
 # mid-stream, for real: the sender must see the fault, reconnect and resume, and the receiver
 # accept exactly what was sent (the release CLI: the debug build's checksums are too slow under TCG).
+# test-two-hosts runs it in scripts/hosts-checks, in the boot it shares with two other checks.
 test-stream-fault: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/stream-two-hosts
 
-# A ping-pong across a link flap fails fast with a typed error; a new run right after passes.
+# A ping-pong across a link flap fails fast with a typed error; a new run right after passes
+# (test-two-hosts runs it in scripts/hosts-checks).
 test-link-flap: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/pingpong-flap-two-hosts
 
@@ -104,7 +111,8 @@ test-odp-data: $(ODP_REPRO)
 	  'rc=0; $(ODP_REPRO) || rc=$$?; $(TEST_BINARY) VerbsTests.OnDemandPagingTests/testRDMAWriteAndReadIntoOnDemandRegion || rc=1; exit $$rc'
 
 # The CLI's loopback: Vulkan memory both ways over rxe with every strategy, the NV path through
-# the emulation layer included; the fabric names the device and its address.
+# the emulation layer included; the fabric names the device and its address (make test runs it in
+# test-loopback-all).
 test-loopback: vulkan-layer
 	$(FABRIC) run -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) bash -c \
 	  '.build/debug/vkverbs loopback --device "$$VKVERBS_RDMA_DEVICE" --address "$$VKVERBS_FABRIC_ADDR" \
@@ -118,7 +126,8 @@ test-container:
 	$(FABRIC) setup
 	scripts/test-container
 
-# The whole suite on Debian 12's kernel, where on-demand paging must be refused.
+# The whole suite on Debian 12's kernel, where on-demand paging must be refused (make test runs it
+# in test-loopback-all).
 test-fabric:
 	VKVERBS_REQUIRE_RDMA=1 VKVERBS_EXPECT_ODP=0 $(FABRIC) run -- $(TEST_BINARY)
 
@@ -127,7 +136,8 @@ test-fabric:
 soak: release
 	$(FABRIC) run --timeout 3000 -- scripts/soak
 
-# The same checks at a tenth of the size (100,000 ping-pongs, 1 GiB), for `make test`.
+# The same checks at a tenth of the size (100,000 ping-pongs, 1 GiB), for `make test` (in
+# test-loopback-all).
 soak-short: release
 	$(FABRIC) run --timeout 1800 -- env VKVERBS_SOAK_PINGPONGS=100000 VKVERBS_SOAK_BYTES=1G scripts/soak
 
