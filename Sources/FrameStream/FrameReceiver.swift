@@ -166,6 +166,26 @@ public final class FrameReceiver {
         return UnsafeRawBufferPointer(rebasing: all[frame.offset..<frame.offset + frame.length])
     }
 
+    /// The next frame for the consumer if one is there now, without waiting (nil: none yet, or
+    /// the stream ended; see `ended`): for a consumer that polls once per iteration of its loop.
+    public func poll() throws(FrameStream.FrameError) -> Frame? {
+        try progress()
+        if let frame = try takeNext() { return frame }
+        try sendCredit(force: true)
+        if ended, held.isEmpty { try flushCredits() }
+        return nil
+    }
+
+    private func takeNext() throws(FrameStream.FrameError) -> Frame? {
+        guard let taken = state.take() else { return nil }
+        guard let header = slotHeaders[taken.slot] else { throw fail(.protocolError("frame \(taken.frame) has no header")) }
+        let frame = Frame(number: taken.frame, slot: taken.slot, offset: taken.slot * options.slotSize, length: header.length,
+                          sentAtNanoseconds: header.sentAtNanoseconds, checksum: header.checksum)
+        held[frame.number] = frame
+        statistics.delivered = state.delivered
+        return frame
+    }
+
     /// The next frame for the consumer, waiting up to `timeout` (default: the options'); nil once
     /// the sender ended the stream and nothing is left. The consumer holds the frame until `release`.
     public func next(timeout: Duration? = nil) throws(FrameStream.FrameError) -> Frame? {
@@ -174,14 +194,7 @@ public final class FrameReceiver {
         var spins = 0
         while true {
             try progress()
-            if let taken = state.take() {
-                guard let header = slotHeaders[taken.slot] else { throw .protocolError("frame \(taken.frame) has no header") }
-                let frame = Frame(number: taken.frame, slot: taken.slot, offset: taken.slot * options.slotSize, length: header.length,
-                                  sentAtNanoseconds: header.sentAtNanoseconds, checksum: header.checksum)
-                held[frame.number] = frame
-                statistics.delivered = state.delivered
-                return frame
-            }
+            if let frame = try takeNext() { return frame }
             // Nothing waits: whatever was released goes back now, so the sender is never held up by a batch.
             try sendCredit(force: true)
             if ended {
@@ -193,7 +206,7 @@ public final class FrameReceiver {
                 if ContinuousClock.now >= deadline { throw FrameStream.FrameError.timedOut("waiting for a frame", after: limit) }
             }
             spins += 1
-            if spins > 4096 { usleep(20) }
+            if spins > 4096 { usleep(20) } else if spins > 64 { sched_yield() }
         }
     }
 

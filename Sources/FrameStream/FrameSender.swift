@@ -170,20 +170,36 @@ public final class FrameSender {
         return frame
     }
 
-    /// Ends the stream: tells the receiver how many frames were sent and waits (up to the timeout)
-    /// until it has released them all. Returns the summary; the connection is closed after.
-    public func finish() throws(FrameStream.FrameError) -> Summary {
+    /// Whether the next `send` can post at once (credit and a free staging slot), without waiting:
+    /// for a producer that does other work meanwhile. Reads the credit word and the completions.
+    public func ready() throws(FrameStream.FrameError) -> Bool {
         guard !closed else { throw .peerLost("the stream is closed") }
-        defer { close() }
+        try readCredit()
+        try poll()
+        return credit.canSend && credit.sent - completed < UInt64(slots)
+    }
+
+    /// Tells the receiver how many frames were sent, without waiting; `finish` then waits for it
+    /// to release them. Idempotent.
+    public func end() throws(FrameStream.FrameError) {
+        guard !closed else { throw .peerLost("the stream is closed") }
+        guard !endPosted else { return }
         let sent = credit.sent
-        var ended = false
         try FrameStream.FrameError.bridge { () throws(VerbsError) in
             try endpoint.postSend(SendRequest(id: Self.endID, operation: .sendWithImmediate(UInt32(truncatingIfNeeded: sent)), segment: nil))
         }
+        endPosted = true
+    }
+
+    /// Ends the stream (`end`) and waits (up to the timeout) until the receiver has released
+    /// every frame. Returns the summary; the connection is closed after.
+    public func finish() throws(FrameStream.FrameError) -> Summary {
+        try end()
+        defer { close() }
+        let sent = credit.sent
         try drainSends(until: { () throws(FrameStream.FrameError) in
-            if self.completed >= sent, !ended { ended = self.endCompleted }
             try self.readCredit()
-            return ended && self.credit.granted == sent
+            return self.endCompleted && self.credit.granted == sent
         }, what: "waiting for the receiver to release all \(sent) frames")
         summary.seconds = Self.seconds(since: started)
         return summary
@@ -199,6 +215,7 @@ public final class FrameSender {
     }
 
     private var endCompleted = false
+    private var endPosted = false
 
     private func readCredit() throws(FrameStream.FrameError) {
         let word = UInt64(littleEndian: creditWord.bytes!.baseAddress!.assumingMemoryBound(to: UInt64.self).pointee)
@@ -252,7 +269,7 @@ public final class FrameSender {
                 if ContinuousClock.now >= deadline { throw .timedOut(what, after: options.timeout) }
             }
             spins += 1
-            if spins > 4096 { usleep(20) }
+            if spins > 4096 { usleep(20) } else if spins > 64 { sched_yield() }
         }
     }
 
