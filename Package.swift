@@ -87,7 +87,7 @@ let package = Package(
             name: "vkverbs",
             dependencies: [
                 "Verbs", "CVerbs", "CVulkan", "Doctor", "SelfTest", "PingPong", "VulkanMemory", "VulkanRegistration",
-                "Transfer", "NumberedStream", "Sharing",
+                "Transfer", "NumberedStream", "FrameStream", "Sharing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -273,7 +273,8 @@ public final class FrameSender {
         }
     }
 
-    static func seconds(since start: ContinuousClock.Instant) -> Double {
+    /// Seconds since `start`, for reports.
+    public static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = (ContinuousClock.now - start).components
         return Double(d.seconds) + Double(d.attoseconds) / 1e18
     }
