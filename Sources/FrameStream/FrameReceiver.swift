@@ -266,10 +266,10 @@ public final class FrameReceiver {
             guard Int(wc.byteCount) <= options.slotSize else {
                 throw .protocolError("a \(wc.byteCount)-byte write into a \(options.slotSize)-byte slot")
             }
-            let slot = Int(immediate >> 16)
             let expected = state.arrived
-            // The header is read before the arrival is taken, so a bad one leaves the ring as it was.
-            guard slot < options.slots else { throw .slotOutOfRange(slot: slot, slots: options.slots) }
+            // The immediate and the header are checked before the arrival is taken, so a bad one
+            // leaves the ring as it was.
+            let slot = try FrameWire.checkImmediate(immediate, expected: expected, slots: options.slots)
             let header = try FrameWire.decodeHeader(UnsafeRawBufferPointer(rebasing: headers.bytes![slot * FrameWire.headerSize..<(slot + 1) * FrameWire.headerSize]),
                                                     frame: expected, frameSize: options.slotSize)
             guard wc.byteCount == 0 || Int(wc.byteCount) == header.length else {
