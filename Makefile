@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -57,7 +57,7 @@ lint:
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/cpu-time scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
-	  scripts/container-setup scripts/test-container
+	  scripts/container-setup scripts/test-container scripts/frames-fabric
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
@@ -125,6 +125,12 @@ test-container:
 	scripts/container-setup
 	$(FABRIC) setup
 	scripts/test-container
+
+# `vkverbs frames` over rxe loopback in one guest: block (nothing dropped), then latest-wins with a
+# slow consumer (delivered + dropped = sent). Not part of `make test` (two fabric boots under TCG).
+test-frames:
+	$(FABRIC) run -- env VKVERBS_FRAMES=500 scripts/frames-fabric
+	$(FABRIC) run -- env VKVERBS_FRAMES=500 VKVERBS_FRAME_POLICY=latest-wins VKVERBS_FRAME_CONSUME=2000 scripts/frames-fabric
 
 # The whole suite on Debian 12's kernel, where on-demand paging must be refused (make test runs it
 # in test-loopback-all).

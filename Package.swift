@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "SelfTest", dependencies: ["Verbs", "Transfer", "VulkanMemory", "VulkanRegistration", "Sharing"]),
         // The numbered, checksummed stream that survives faults (`vkverbs stream`).
         .target(name: "NumberedStream", dependencies: ["Verbs", "Transfer"]),
+        // Frames into a ring of slots of receiver memory, with credits and drop policies (`vkverbs frames`).
+        .target(name: "FrameStream", dependencies: ["Verbs", "VulkanMemory", "NumberedStream"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory, VulkanRegistration and Transfer (docs/c-api.md).
         // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
@@ -85,7 +87,7 @@ let package = Package(
             name: "vkverbs",
             dependencies: [
                 "Verbs", "CVerbs", "CVulkan", "Doctor", "SelfTest", "PingPong", "VulkanMemory", "VulkanRegistration",
-                "Transfer", "NumberedStream", "Sharing",
+                "Transfer", "NumberedStream", "FrameStream", "Sharing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -107,6 +109,9 @@ let package = Package(
         .testTarget(name: "TransferTests", dependencies: [
             "Transfer", "Verbs", "VerbsEmbedded", "VulkanMemory", "VulkanRegistration", "CVulkan", "SelfTest", "NumberedStream",
             "RDMATestSupport", "Sharing",
+        ]),
+        .testTarget(name: "FrameStreamTests", dependencies: [
+            "FrameStream", "NumberedStream", "Verbs", "VerbsEmbedded", "RDMATestSupport", "Sharing",
         ]),
         // The fuzz target for every decoder of peer bytes (ping-pong handshake and control
         // messages, the numbered stream): a corpus replayer in plain builds, a libFuzzer binary
