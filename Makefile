@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-count bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -51,7 +51,7 @@ lint:
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
-	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds \
+	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
 	  scripts/container-setup scripts/test-container
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
@@ -134,6 +134,12 @@ bench-compare: deps
 # fabric), vkverbs against perftest, write, send and send with -e, 2 B .. 4 KiB.
 bench-count: deps
 	Benchmarks/iteration-cost
+
+# Event mode: `ib_send_lat -e` against `vkverbs pingpong -e` (send; write-imm too), paired rounds
+# in one loopback fabric run, medians with 95% confidence intervals in Benchmarks/results/events.csv.
+bench-events: release
+	$(FABRIC) setup
+	$(FABRIC) run --timeout 3000 --out Benchmarks/results -- Benchmarks/events-compare-guest
 
 # perftest against vkverbs pingpong between two hosts of the hosts topology, paired rounds.
 bench-hosts: deps
