@@ -12,7 +12,9 @@ enum Resources {
         let pd = try v { () throws(VerbsError) in try ProtectionDomain(context: context) }
         let send = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: window + 64) }
         let receive = try v { () throws(VerbsError) in
-            try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2, channel: events ? try CompletionChannel(context: context) : nil)
+            var channel: CompletionChannel?
+            if events { channel = try CompletionChannel(context: context) }
+            return try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2, channel: channel)
         }
         // Two halves: peers write into the first, we post from the second.
         let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, access: access, vulkan: vulkan)
