@@ -4,7 +4,7 @@ SWIFT ?= swift
 FABRIC := scripts/fabric
 TEST_BINARY := .build/debug/VkVerbsPackageTests.xctest
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames soak soak-short lint bench-compare bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -57,6 +57,7 @@ lint:
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/cpu-time scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
+	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
 	  scripts/container-setup scripts/test-container scripts/frames-fabric
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
@@ -147,9 +148,23 @@ soak: release
 soak-short: release
 	$(FABRIC) run --timeout 1800 -- env VKVERBS_SOAK_PINGPONGS=100000 VKVERBS_SOAK_BYTES=1G scripts/soak
 
-# perftest against vkverbs pingpong on the same rxe link, ratios and a plot in Benchmarks/results/.
+# perftest against vkverbs pingpong on the same rxe link: first the deterministic counts
+# (bench-count), then the wall-clock rounds with 95% confidence intervals, ratios and a plot in
+# Benchmarks/results/.
 bench-compare: deps
+	Benchmarks/iteration-cost
 	Benchmarks/compare-perftest
+
+# User-space instructions and system calls per ping-pong iteration (valgrind in the loopback
+# fabric), vkverbs against perftest, write, send and send with -e, 2 B .. 4 KiB.
+bench-count: deps
+	Benchmarks/iteration-cost
+
+# Event mode: `ib_send_lat -e` against `vkverbs pingpong -e` (send; write-imm too), paired rounds
+# in one loopback fabric run, medians with 95% confidence intervals in Benchmarks/results/events.csv.
+bench-events: release
+	$(FABRIC) setup
+	$(FABRIC) run --timeout 3000 --out Benchmarks/results -- Benchmarks/events-compare-guest
 
 # perftest against vkverbs pingpong between two hosts of the hosts topology, paired rounds.
 bench-hosts: deps

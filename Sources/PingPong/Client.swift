@@ -40,7 +40,7 @@ public enum PingPongClient {
             throw .verbs(.invalidArgument("\(host) is reached through \(route.context.name), not --device \(wanted)"))
         }
         let r = try Resources.make(context: route.context, config: config.memory, bufferSize: config.bufferSize,
-                                   access: Resources.clientAccess(config), window: config.window, vulkan: vulkan)
+                                   access: Resources.clientAccess(config), window: config.window, events: config.events, vulkan: vulkan)
         if config.operation == .write && config.measurement == .latency && r.memory.hostBytes == nil {
             throw .protocolError("write latency spins on the buffer's last byte, which the host cannot see in \(r.memory.description); use --op write-imm")
         }
@@ -63,6 +63,7 @@ public enum PingPongClient {
         }
         defer { try? connection.disconnect(timeout: .seconds(2)) }
         let peer = try Peer(endpoint: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: config.timeout)
+        if config.events { peer.eventQueue = r.receive }
         let answer = try v { () throws(VerbsError) in try Handshake.decodeAnswer(connection.peerPrivateData) }
         if let secret { try Handshake.verifyAnswer(connection.peerPrivateData, request: request, secret: secret) }
         peer.peerBuffer = answer.buffer

@@ -87,6 +87,11 @@ public struct PingPongConfiguration: Sendable, Codable {
     /// nil: `defaultLatencyInline` for latency, none for bandwidth. The QPs cap it at what the
     /// device grants.
     public var inline: Int?
+    /// Event mode (perftest's `-e`): receive waits sleep on the receive queue's completion
+    /// channel (`ibv_req_notify_cq`, then a bounded wait for `ibv_get_cq_event`) instead of
+    /// busy-polling. Latency of send and write-imm only: those are the steps whose answer is a
+    /// completion.
+    public var events = false
 
     /// perftest's default inline size for write latency on devices it knows (DEF_INLINE_WRITE).
     public static let defaultLatencyInline = 220
@@ -116,6 +121,15 @@ public struct PingPongConfiguration: Sendable, Codable {
         guard window > 0 else { throw .invalidArgument("window must be at least 1") }
         if let inline, inline < 0 || inline > 1 << 16 {
             throw .invalidArgument("inline size must be in 0...65536 bytes, got \(inline)")
+        }
+        if events {
+            guard measurement == .latency else {
+                throw .invalidArgument("event mode (-e) measures latency; bandwidth keeps the send queue full and polls")
+            }
+            guard operation == .send || operation == .writeImm else {
+                throw .invalidArgument("event mode (-e) needs --op send or --op write-imm: a \(operation.rawValue) "
+                    + (operation == .write ? "is answered by a byte in memory, which raises no completion event" : "completes on the send queue only"))
+            }
         }
     }
 }

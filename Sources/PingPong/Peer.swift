@@ -214,30 +214,64 @@ final class Peer {
         }
     }
 
-    /// Busy-polls the receive queue for one completion. The caller posts a receive in its place
+    /// Event mode: the receive queue (made with a completion channel) whose waits sleep on the
+    /// channel instead of spinning. Set only on a `Connection`'s peer.
+    var eventQueue: CompletionQueue?
+    /// How long one sleep on the channel lasts at most before the loop checks the peer, Ctrl-C
+    /// and the mailbox (a peer that ended the step writes no completion).
+    static let eventSlice: Duration = .milliseconds(50)
+
+    /// Waits for one receive completion: busy-polls the receive queue, or in event mode
+    /// (`eventQueue`) sleeps on its channel. The caller posts a receive in its place
     /// (`postReceives`) once its answer is on the way: with `receiveDepth` posted there is no
     /// hurry, and the repost then stays off the round trip.
     func waitReceive(_ what: String) throws(PingPongError) -> WorkCompletion? {
+        if let eventQueue { return try waitReceiveEvent(eventQueue, what) }
         var clock = WaitClock()
         var spins = 0
         while true {
             let got: WorkCompletion?
             do { got = try pollOneReceive() } catch { throw .verbs(error) }
-            if let wc = got {
-                guard wc.isSuccess else {
-                    if wc.status == .flushed { throw .peerGone("while \(what)") }
-                    do { try wc.check() } catch { throw .verbs(error) }
-                    throw .protocolError("receive failed with \(wc.status)")
-                }
-                postedReceives -= 1
-                return wc
-            }
+            if let wc = got { return try received(wc, what) }
             spins += 1
             if spins & 0xFFF == 0 {
                 try checkAlive(what)
                 if peerFinishedEarly { return nil }
                 if clock.expired(after: timeoutNanoseconds) { throw .timedOut("\(what) (after \(timeout))") }
             }
+        }
+    }
+
+    /// A receive completion taken off the queue: a failed one ends the step with its cause.
+    private func received(_ wc: WorkCompletion, _ what: String) throws(PingPongError) -> WorkCompletion {
+        guard wc.isSuccess else {
+            if wc.status == .flushed { throw .peerGone("while \(what)") }
+            do { try wc.check() } catch { throw .verbs(error) }
+            throw .protocolError("receive failed with \(wc.status)")
+        }
+        postedReceives -= 1
+        return wc
+    }
+
+    /// `waitReceive` in event mode: arms the queue and sleeps on its channel (the connection's
+    /// events watched too, so a peer that leaves wakes it), `eventSlice` at a time, the whole wait
+    /// bounded by the peer's timeout.
+    private func waitReceiveEvent(_ cq: CompletionQueue, _ what: String) throws(PingPongError) -> WorkCompletion? {
+        let start = vkv_monotonic_ns()
+        let connection = endpoint as? Connection
+        while true {
+            let got: [WorkCompletion]
+            do {
+                got = try cq.wait(timeout: Self.eventSlice, mode: .event, max: 1, watching: connection)
+            } catch .timedOut {
+                got = []
+            } catch {
+                throw .verbs(error)
+            }
+            if let wc = got.first { return try received(wc, what) }
+            try checkAlive(what)
+            if peerFinishedEarly { return nil }
+            if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
         }
     }
 

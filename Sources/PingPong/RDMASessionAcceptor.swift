@@ -35,7 +35,8 @@ final class RDMASessionRequest: SessionRequest {
                 mailbox: MemoryRegion, outbox: MemoryRegion)
         do {
             r = try Resources.make(context: request.context, config: setup.memory, bufferSize: asked.bufferSize,
-                                   access: Resources.serverAccess(asked.operation), window: 128, vulkan: setup.vulkan)
+                                   access: Resources.serverAccess(asked.operation), window: 128, events: setup.events,
+                                   vulkan: setup.vulkan)
         } catch {
             try? request.reject(privateData: Array("no memory".utf8))
             throw error
@@ -56,6 +57,7 @@ final class RDMASessionRequest: SessionRequest {
         }
         let peer = try Peer(endpoint: connection, memory: r.memory, mailbox: r.mailbox, outbox: r.outbox, timeout: setup.timeout)
         peer.postedReceives = Peer.receiveDepth
+        if setup.events { peer.eventQueue = r.receive }
         return peer
     }
 }

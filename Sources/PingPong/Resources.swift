@@ -4,13 +4,18 @@ import VulkanMemory
 
 /// Builds both sides' resources the same way.
 enum Resources {
-    static func make(context: Context, config kind: MemoryKind, bufferSize: Int, access: AccessFlags, window: Int,
+    /// With `events`, the receive queue gets a completion channel of its own (event mode).
+    static func make(context: Context, config kind: MemoryKind, bufferSize: Int, access: AccessFlags, window: Int, events: Bool = false,
                      vulkan: () throws(VulkanError) -> VulkanDevice) throws(PingPongError)
         -> (pd: ProtectionDomain, send: CompletionQueue, receive: CompletionQueue, memory: PingPongMemory,
             mailbox: MemoryRegion, outbox: MemoryRegion) {
         let pd = try v { () throws(VerbsError) in try ProtectionDomain(context: context) }
         let send = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: window + 64) }
-        let receive = try v { () throws(VerbsError) in try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2) }
+        let receive = try v { () throws(VerbsError) in
+            var channel: CompletionChannel?
+            if events { channel = try CompletionChannel(context: context) }
+            return try CompletionQueue(context: context, capacity: Peer.receiveDepth * 2, channel: channel)
+        }
         // Two halves: peers write into the first, we post from the second.
         let memory = try PingPongMemory(kind: kind, size: 2 * bufferSize, pd: pd, access: access, vulkan: vulkan)
         let (mailbox, outbox) = try mailboxes(pd: pd)

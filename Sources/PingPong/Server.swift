@@ -28,6 +28,9 @@ public final class PingPongServer: Sendable {
     /// timeout, at most `maxHandshakeTime`.
     public let handshakeTimeout: Duration
     public let maxSessions: Int
+    /// Event mode (perftest's `-e` on the server): the sessions' receive waits sleep on a
+    /// completion channel instead of busy-polling.
+    public let events: Bool
     /// What the sessions' buffers may hold: per client and all together.
     public let budget: MemoryBudget
     let secret: SharedSecret?
@@ -53,17 +56,19 @@ public final class PingPongServer: Sendable {
     /// one session's; a request over either is refused before anything is allocated for it.
     public convenience init(bind: String?, port: UInt16, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
                             maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+                            events: Bool = false,
                             vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
                             log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
         try Self.check(maxSessions: maxSessions, timeout: timeout)
         let listener = try v { () throws(VerbsError) in try Listener(address: bind, port: port, backlog: 256) }
         try self.init(acceptor: RDMASessionAcceptor(listener: listener), listener: listener, memory: memory, timeout: timeout,
-                      maxSessions: maxSessions, maxMemory: maxMemory, secret: secret, vulkan: vulkan, log: log)
+                      maxSessions: maxSessions, maxMemory: maxMemory, secret: secret, events: events, vulkan: vulkan, log: log)
     }
 
     /// A server over `acceptor` (the public initializer's is rdmacm's listener, `listener`).
     init(acceptor: any SessionAcceptor, listener: Listener?, memory: MemoryKind = .host, timeout: Duration = .seconds(30),
          maxSessions: Int = 1, maxMemory: Int = PingPongServer.defaultMaxMemory, secret: SharedSecret? = nil,
+         events: Bool = false,
          vulkan: @escaping @Sendable () throws(VulkanError) -> VulkanDevice,
          log: @escaping @Sendable (String) -> Void) throws(PingPongError) {
         try Self.check(maxSessions: maxSessions, timeout: timeout)
@@ -74,6 +79,7 @@ public final class PingPongServer: Sendable {
         self.timeout = timeout
         self.handshakeTimeout = min(timeout, Self.maxHandshakeTime)
         self.maxSessions = maxSessions
+        self.events = events
         self.secret = secret
         self.vulkan = vulkan
         self.log = log
@@ -226,7 +232,8 @@ public final class PingPongServer: Sendable {
         let secret = self.secret
         let peer = try admission.request.accept(SessionSetup(
             asked: asked, memory: memory, vulkan: vulkan, timeout: timeout, handshakeTimeout: handshakeTimeout,
-            answer: { buffer, mailbox in Handshake.answer(buffer: buffer, mailbox: mailbox, request: asked.raw, secret: secret) }))
+            answer: { buffer, mailbox in Handshake.answer(buffer: buffer, mailbox: mailbox, request: asked.raw, secret: secret) },
+            events: events))
         defer { try? peer.endpoint.disconnect(timeout: .seconds(2)) }
         peer.peerBuffer = asked.buffer
         peer.peerMailbox = asked.mailbox

@@ -35,4 +35,6 @@ struct SessionSetup {
     let handshakeTimeout: Duration
     /// The accept's private data, given the session's buffer and mailbox.
     let answer: (_ buffer: RemoteBuffer, _ mailbox: RemoteBuffer) -> [UInt8]
+    /// Event mode: receive waits sleep on a completion channel (transports without one poll).
+    var events = false
 }

@@ -1,11 +1,10 @@
 /// perftest's options that `vkverbs pingpong` does not take, each with what comes nearest.
-/// Those that mean the same are options of the command itself (-s -n -a -D -I -R -d -p -F
+/// Those that mean the same are options of the command itself (-s -n -a -D -I -R -d -p -F -e
 /// --report_gbits --out_json --out_json_file); `-i` is the iteration count here (perftest's
 /// --ib-port), as the scripts have always used it.
 enum PerftestFlags {
     /// (short, long, nearest equivalent)
     static let unsupported: [(short: String?, long: String, nearest: String)] = [
-        ("-e", "--events", "none yet: completions are polled, as perftest does without -e"),
         ("-c", "--connection", "none: the transport is always RC"),
         ("-m", "--mtu", "the port's active MTU is used; `vkverbs doctor` shows it and how to raise it"),
         ("-x", "--gid-index", "rdma_cm picks the GID from the address: --bind on the server, the address given to --client"),

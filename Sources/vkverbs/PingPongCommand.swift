@@ -84,6 +84,9 @@ struct PingPongCommand: ParsableCommand {
     var rdmaCM = false
     @Flag(name: [.customShort("F"), .customLong("CPU-freq")], help: "Accepted as perftest -F: a CPU frequency warning never stops a run.")
     var ignoreCPUFrequency = false
+    @Flag(name: [.customShort("e"), .long],
+          help: "Event mode (perftest -e): receive waits sleep on a completion channel instead of busy-polling; latency of --op send and write-imm. On the server: its sessions wait so.")
+    var events = false
     @Flag(name: .customLong("report_gbits"), help: "Bandwidth in Gb/sec (perftest --report_gbits): the table and --out_json.")
     var reportGbits = false
     @Flag(name: .customLong("out_json"), help: "Also write the result as perftest's JSON report (perftest --out_json), to --out_json_file.")
@@ -124,7 +127,7 @@ struct PingPongCommand: ParsableCommand {
             let srv: PingPongServer
             do {
                 srv = try PingPongServer(bind: bind, port: port, memory: memory, timeout: .seconds(timeout),
-                                         maxSessions: maxSessions, maxMemory: maxMemoryBytes!, secret: secret,
+                                         maxSessions: maxSessions, maxMemory: maxMemoryBytes!, secret: secret, events: events,
                                          vulkan: { () throws(VulkanError) in try vulkan.get() },
                                          log: { line in FileHandle.standardError.write(Data("pingpong server: \(line)\n".utf8)) })
             } catch {
@@ -134,7 +137,7 @@ struct PingPongCommand: ParsableCommand {
                 fail("\(bind ?? "*") belongs to \(bound), not --device \(device)")
             }
             // Unbuffered: scripts wait for this line, and a pipe would otherwise hold it back.
-            let sessions = "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once, "
+            let sessions = (events ? "event mode, " : "") + "up to \(maxSessions) session\(maxSessions == 1 ? "" : "s") at once, "
                 + "memory budget \(formatBytes(srv.budget.total))"
             let line = "pingpong server: listening on \(bind ?? "*"):\(srv.listener.port), memory \(memory.rawValue), \(sessions)"
                 + (secret == nil ? "" : ", shared secret required")
@@ -155,6 +158,7 @@ struct PingPongCommand: ParsableCommand {
         config.window = window
         config.device = device
         config.inline = inline
+        config.events = events
         let result: PingPongResult
         do {
             result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),

@@ -149,13 +149,24 @@ final class PerftestJSONTests: XCTestCase {
     func testUnsupportedPerftestFlagsNameTheNearestEquivalent() throws {
         try requireCLI()
         for (flag, nearest) in [("-t", "--window"), ("--tx-depth=64", "--window"), ("-x", "rdma_cm picks the GID"),
-                                ("--use_cuda", "--memory"), ("-e", "polled"), ("--write_with_imm", "--op write-imm")] {
+                                ("--use_cuda", "--memory"), ("-q", "--max-sessions"), ("--write_with_imm", "--op write-imm")] {
             let r = try runProcess(vkverbs, ["pingpong", "--client", "127.0.0.1", flag], timeout: 30)
             XCTAssertEqual(r.status, 1, r.output)
             XCTAssertTrue(r.output.contains("perftest's"), r.output)
             XCTAssertTrue(r.output.contains(flag.split(separator: "=")[0]), r.output)
             XCTAssertTrue(r.output.contains(nearest), r.output)
         }
+    }
+
+    /// -e parses (perftest's event mode) and is refused, with the reason, where no completion answers.
+    func testEventModeFlagParsesAndIsRefusedForWrite() throws {
+        try requireCLI()
+        let r = try runProcess(vkverbs, ["pingpong", "--client", "127.0.0.1", "-e", "--op", "write", "--timeout", "2"], timeout: 30)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.output.contains("event mode (-e) needs --op send or --op write-imm"), r.output)
+        let bw = try runProcess(vkverbs, ["pingpong", "--client", "127.0.0.1", "--events", "--op", "send", "--measure", "bandwidth"], timeout: 30)
+        XCTAssertEqual(bw.status, 1, bw.output)
+        XCTAssertTrue(bw.output.contains("event mode (-e) measures latency"), bw.output)
     }
 
     func testPerftestFlagsThatMeanTheSameAreAccepted() throws {

@@ -141,6 +141,26 @@ final class PingPongHostTests: XCTestCase {
         XCTAssertEqual(PingPongConfiguration.sweep.last, 8 << 20)
     }
 
+    func testEventModeOnlyWhereAnAnswerRaisesACompletion() {
+        var c = PingPongConfiguration()
+        c.events = true
+        for op in [RDMAOperation.send, .writeImm] {
+            c.operation = op
+            XCTAssertNoThrow(try c.validate(), "\(op)")
+        }
+        c.operation = .write
+        XCTAssertThrowsError(try c.validate()) { error in
+            XCTAssertTrue("\(error)".contains("-e") && "\(error)".contains("no completion event"), "\(error)")
+        }
+        c.operation = .read
+        XCTAssertThrowsError(try c.validate()) { error in XCTAssertTrue("\(error)".contains("--op send"), "\(error)") }
+        c.operation = .send
+        c.measurement = .bandwidth
+        XCTAssertThrowsError(try c.validate()) { error in XCTAssertTrue("\(error)".contains("latency"), "\(error)") }
+        c.events = false
+        XCTAssertNoThrow(try c.validate(), "without -e every operation and measurement")
+    }
+
     func testCycleClockAgreesWithTheMonotonicClock() {
         // Samples are taken in cycle-counter ticks and converted with the calibrated rate: a
         // wrong rate would scale every latency. The tolerance is wide (the check is of the
@@ -202,6 +222,31 @@ final class PingPongFabricTests: RDMATestCase {
         }
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         XCTAssertEqual(box.failed, 0, "every server session ended cleanly")
+    }
+
+    /// perftest's -e on both sides: the server's sessions and the client sleep on their receive
+    /// queues' completion channels; every sample is a real round trip.
+    func testEventModeOnBothSides() throws {
+        let server = try PingPongServer(bind: env.address, port: 0, events: true,
+                                        vulkan: { () throws(VulkanError) in throw .invalidArgument("no Vulkan in this test") }, log: { _ in })
+        let done = DispatchSemaphore(value: 0)
+        let box = FailCount()
+        DispatchQueue.global().async { box.failed = server.serve(maxClients: 3); done.signal() }
+        for (op, events) in [(RDMAOperation.send, true), (.writeImm, true), (.send, false)] {
+            var c = PingPongConfiguration()
+            c.operation = op
+            c.events = events
+            c.sizes = [2, 4096]
+            c.iterations = 50
+            c.warmup = 5
+            c.timeout = .seconds(20)
+            let r = try PingPongClient.run(host: env.address, port: server.listener.port, config: c,
+                                           vulkan: { () throws(VulkanError) in try self.noVulkan() })
+            XCTAssertEqual(r.latency.map(\.iterations), [50, 50], "\(op) events \(events)")
+            for s in r.latency { XCTAssertTrue(s.min > 0 && s.min <= s.typical, "\(op) \(s)") }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(box.failed, 0, "every event-mode session ended cleanly")
     }
 
     func testInlineByDefaultAndOffOnRequest() throws {

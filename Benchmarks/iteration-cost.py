@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Per-iteration cost of a ping-pong client from valgrind runs, with waiting left out.
+
+Usage: iteration-cost.py [--top K] N1 DIR1 N2 DIR2a DIR2b
+
+Each DIR holds one client run under valgrind (see Benchmarks/iteration-cost-guest): callgrind.out
+(callgrind --dump-instr=yes --compress-pos=no --compress-strings=no) and valgrind.log
+(--trace-syscalls=yes). DIR1 ran N1 iterations, DIR2a and DIR2b N2 each.
+
+The measure (the same for every tool): an instruction (object, address) or a system call (name,
+first argument) is *timing-independent* when it ran as many times in DIR2a as in DIR2b. Busy-poll
+loops, timeouts and progress reports run as often as the waits last, which the emulator decides,
+so they differ between two runs of the same count and are left out; everything a tool does per
+message (posting, the completion it reaps, its bookkeeping) runs the same number of times whatever
+the timing and is kept. Per iteration = (count in DIR2a - count in DIR1) / (N2 - N1) over the
+timing-independent ones: setup, connection and teardown cancel. What was left out is reported
+too (its per-iteration figure depends on the timing of that run).
+
+Prints one line `key=value ...` on stdout and, with --top, the K costliest functions per iteration.
+"""
+import collections
+import re
+import sys
+
+SYSCALL = re.compile(r"^SYSCALL\[\d+,\d+\]\(\d+\) (sys_\w+) \( ?([^,)]*)")
+
+
+def callgrind(path):
+    """Instruction counts per (object, address) and the function each address belongs to."""
+    counts = collections.Counter()
+    owner = {}
+    ob, fn = "?", "?"
+    after_calls = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("0x"):
+                if after_calls:  # the inclusive cost of a call: not this instruction's own
+                    after_calls = False
+                    continue
+                parts = line.split()
+                key = (ob, int(parts[0], 16))
+                counts[key] += int(parts[-1])
+                owner[key] = fn
+            elif line.startswith("calls="):
+                after_calls = True
+            elif line.startswith("ob="):
+                ob = line[3:].strip()
+            elif line.startswith("fn="):
+                fn = line[3:].strip()
+    return counts, owner
+
+
+def syscalls(path):
+    counts = collections.Counter()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = SYSCALL.match(line)
+            if m:
+                counts[(m.group(1), m.group(2).strip())] += 1
+    return counts
+
+
+def split(c1, c2a, c2b, n1, n2):
+    """(timing-independent per iteration, left-out per iteration, per-key independent deltas)."""
+    span = n2 - n1
+    kept, left, per_key = 0, 0, {}
+    for key in set(c1) | set(c2a) | set(c2b):
+        delta = c2a.get(key, 0) - c1.get(key, 0)
+        if c2a.get(key, 0) == c2b.get(key, 0):
+            kept += delta
+            per_key[key] = delta
+        else:
+            left += delta
+    return kept / span, left / span, per_key
+
+
+def main(argv):
+    top = 0
+    if len(argv) > 1 and argv[1] == "--top":
+        top = int(argv[2])
+        argv = argv[:1] + argv[3:]
+    if len(argv) != 6:
+        sys.exit(__doc__)
+    n1, d1, n2, d2a, d2b = int(argv[1]), argv[2], int(argv[3]), argv[4], argv[5]
+    if n2 <= n1:
+        sys.exit("iteration-cost: N2 must be larger than N1")
+    (i1, own), (i2a, own2), (i2b, _) = (callgrind(d + "/callgrind.out") for d in (d1, d2a, d2b))
+    own.update(own2)
+    s1, s2a, s2b = (syscalls(d + "/valgrind.log") for d in (d1, d2a, d2b))
+    instr, instr_left, per_instr = split(i1, i2a, i2b, n1, n2)
+    sysc, sys_left, per_sys = split(s1, s2a, s2b, n1, n2)
+    names = ";".join(f"{k[0]}({k[1]}):{v / (n2 - n1):.3f}" for k, v in sorted(per_sys.items()) if v)
+    print(f"instructions={instr:.1f} instructions_waiting={instr_left:.1f} syscalls={sysc:.3f} "
+          f"syscalls_waiting={sys_left:.3f} syscall_kinds={names or '-'}")
+    if top:
+        per_fn = collections.Counter()
+        for key, delta in per_instr.items():
+            per_fn[(key[0].rsplit("/", 1)[-1], own.get(key, "?"))] += delta
+        for (ob, fn), delta in per_fn.most_common(top):
+            print(f"  {delta / (n2 - n1):9.1f}  {ob}  {fn}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
