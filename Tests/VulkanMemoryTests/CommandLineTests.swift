@@ -190,7 +190,9 @@ final class CommandLineTests: XCTestCase {
         }
         let probe = try XCTUnwrap(report["syncProbe"] as? [[String: Any]])
         XCTAssertEqual(Set(probe.compactMap { $0["method"] as? String }),
-                       ["fence-block", "fence-poll", "timeline-block", "timeline-poll", "timeline-default", "timeline-default-rerecord"])
+                       ["fence-block", "fence-poll", "timeline-block", "timeline-poll", "timeline-default", "timeline-default-rerecord",
+                        "timeline-poll-copy-to-host", "timeline-poll-no-barrier", "timeline-poll-timed",
+                        "timeline-poll-copy-to-host-timed", "h2d-timeline-poll", "h2d-timeline-poll-no-barrier"])
         for p in probe { XCTAssertGreaterThan(p["medianMicroseconds"] as? Double ?? 0, 0, "\(p)") }
         XCTAssertFalse(r.stderr.contains("validation"), r.stderr)
     }
