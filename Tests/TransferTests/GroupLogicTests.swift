@@ -10,20 +10,8 @@ import XCTest
 /// allgather, a duplicate rank, a member that never answers), each a typed error naming the
 /// member, within the timeout, with nothing left connected.
 final class GroupLogicTests: XCTestCase {
-    /// Runs `body(rank)` on `size` threads at once; returns each one's result.
     private func members<T: Sendable>(_ size: Int, _ body: @escaping @Sendable (Int) -> T) -> [T] {
-        let results = Locked([T?](repeating: nil, count: size))
-        let done = DispatchGroup()
-        for rank in 0..<size {
-            done.enter()
-            Thread.detachNewThread {
-                let r = body(rank)
-                results.withLock { $0[rank] = r }
-                done.leave()
-            }
-        }
-        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
-        return results.withLock { $0.map { $0! } }
+        runGroupMembers(size, timeout: 60, body)
     }
 
     private static func descriptor(_ rank: Int) -> [UInt8] { Array("member \(rank)".utf8) }

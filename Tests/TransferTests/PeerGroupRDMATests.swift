@@ -11,18 +11,7 @@ import XCTest
 /// timeout; the device's resources come back to their baseline.
 final class PeerGroupRDMATests: RDMATestCase {
     private func members<T: Sendable>(_ size: Int, _ body: @escaping @Sendable (Int) -> T) -> [T] {
-        let results = Locked([T?](repeating: nil, count: size))
-        let done = DispatchGroup()
-        for rank in 0..<size {
-            done.enter()
-            Thread.detachNewThread {
-                let r = body(rank)
-                results.withLock { $0[rank] = r }
-                done.leave()
-            }
-        }
-        XCTAssertEqual(done.wait(timeout: .now() + 120), .success)
-        return results.withLock { $0.map { $0! } }
+        runGroupMembers(size, timeout: 120, body)
     }
 
     func testARingOfWritesAmongFourMembersAndAMemberThatGoesAway() throws {
