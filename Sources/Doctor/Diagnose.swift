@@ -149,7 +149,11 @@ struct RDMAJudge {
                                cause: "the user-space driver (provider) for this NIC is missing",
                                fix: "install rdma-core's providers (Debian: `apt-get install ibverbs-providers`)")
         }
-        let softRoCE = "`modprobe rdma_rxe && rdma link add rxe0 type rxe netdev IFACE` (SoftRoCE over an Ethernet interface)"
+        var softRoCE = "`modprobe rdma_rxe && rdma link add rxe0 type rxe netdev IFACE` (SoftRoCE over an Ethernet interface)"
+        if r.softRoCEAvailable == nil {
+            // Neither loaded, built in nor listed among the modules we could read: say it may be missing.
+            softRoCE = "where this kernel ships rdma_rxe (this machine did not say; `modinfo rdma_rxe` tells), " + softRoCE
+        }
         if !r.kernelCore {
             return DoctorCheck(id: "rdma.devices", title: title, status: .fail,
                                found: "none: this kernel has no RDMA core (no /sys/class/infiniband, no ib_core)",

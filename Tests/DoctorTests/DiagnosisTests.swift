@@ -180,6 +180,17 @@ final class DiagnosisTests: XCTestCase {
         XCTAssertTrue(c.fix?.contains("rdma link add rxe0 type rxe") == true, c.fix ?? "")
     }
 
+    /// A kernel whose modules and configuration cannot be read (as on the H200's container): the
+    /// SoftRoCE hint must not promise a module that may not be there.
+    func testCoreWithoutDeviceAndUnknownSoftRoCEHedgesTheHint() throws {
+        let c = try check(diagnose(RDMAFacts(kernelCore: true, softRoCEAvailable: nil)), "rdma.devices")
+        XCTAssertEqual(c.status, .fail)
+        XCTAssertTrue(c.fix?.contains("modinfo rdma_rxe") == true, c.fix ?? "no fix")
+        XCTAssertTrue(c.fix?.contains("where this kernel ships rdma_rxe") == true, c.fix ?? "no fix")
+        let known = try check(diagnose(RDMAFacts(kernelCore: true, softRoCEAvailable: true)), "rdma.devices")
+        XCTAssertFalse(known.fix?.contains("modinfo") == true, known.fix ?? "no fix")
+    }
+
     func testEthernetPortDown() throws {
         let d = diagnose(Self.fabric(port: Self.rxePort(state: .down)))
         let c = try check(d, "rdma.ports")
