@@ -112,7 +112,7 @@ public final class FrameSender {
         guard let got, got.isSuccess, got.byteCount >= UInt32(FrameWire.ringDescriptorSize) else {
             throw .peerLost("the receiver's ring descriptor did not arrive (\(got.map { "\($0.status)" } ?? "nothing"))")
         }
-        ring = try FrameWire.decodeRing(UnsafeRawBufferPointer(rebasing: creditWord.bytes![64..<64 + Int(got.byteCount)]), for: answer)
+        ring = try FrameWire.decodeRing(UnsafeRawBufferPointer(rebasing: creditWord.bytes![64..<64 + min(Int(got.byteCount), 64)]), for: answer)
         try drainSends(until: { self.descriptorSent })
         _ = reply
     }

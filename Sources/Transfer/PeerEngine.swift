@@ -153,15 +153,8 @@ public final class PeerEngine: Sendable {
         let limit = timeout ?? options.timeout
         let end = ContinuousClock.now.advanced(by: limit)
         while true {
-            let posted = try loop.state.withLock { (s) throws(TransferError) -> Ticket? in
-                try Self.tryPost(&s, peer, requests: requests, body)
-            }
-            if let posted {
-                loop.wake.signal()
-                return PeerTicket(peer: peer, ticket: posted)
-            }
-            let left = end - .now
-            if left <= .zero { throw TransferError.timedOut(operation: "waiting for room in \(peer)'s window", after: limit) }
+            if let posted = try postIfRoom(peer, requests: requests, body) { return posted }
+            let left = try timeLeft(for: peer, until: end, limit: limit)
             try park(timeout: left, what: "waiting for room in \(peer)'s window") { s, id, r in
                 s.waitForRoom(peer, requests: requests, id: id, timeout: left, r)
             }.get()
@@ -174,19 +167,31 @@ public final class PeerEngine: Sendable {
         let limit = timeout ?? options.timeout
         let end = ContinuousClock.now.advanced(by: limit)
         while true {
-            let posted = try loop.state.withLock { (s) throws(TransferError) -> Ticket? in
-                try Self.tryPost(&s, peer, requests: requests, body)
-            }
-            if let posted {
-                loop.wake.signal()
-                return PeerTicket(peer: peer, ticket: posted)
-            }
-            let left = end - .now
-            if left <= .zero { throw TransferError.timedOut(operation: "waiting for room in \(peer)'s window", after: limit) }
+            if let posted = try postIfRoom(peer, requests: requests, body) { return posted }
+            let left = try timeLeft(for: peer, until: end, limit: limit)
             try await suspend(what: "waiting for room in \(peer)'s window") { s, id, r in
                 s.waitForRoom(peer, requests: requests, id: id, timeout: left, r)
             }.get()
         }
+    }
+
+    /// Posts now if the operation fits, and wakes the loop to watch for its completions; nil when
+    /// the window is too full.
+    private func postIfRoom(_ peer: PeerID, requests: Int,
+                            _ body: (inout EngineCore, any ConnectedEndpoint) throws(TransferError) -> Ticket) throws(TransferError) -> PeerTicket? {
+        let posted = try loop.state.withLock { (s) throws(TransferError) -> Ticket? in
+            try Self.tryPost(&s, peer, requests: requests, body)
+        }
+        guard let posted else { return nil }
+        loop.wake.signal()
+        return PeerTicket(peer: peer, ticket: posted)
+    }
+
+    /// How long a poster may still wait for room in `peer`'s window; the typed timeout once none.
+    private func timeLeft(for peer: PeerID, until end: ContinuousClock.Instant, limit: Duration) throws(TransferError) -> Duration {
+        let left = end - .now
+        guard left > .zero else { throw TransferError.timedOut(operation: "waiting for room in \(peer)'s window", after: limit) }
+        return left
     }
 
     /// Posts now if it fits; nil when the window is too full.

@@ -400,7 +400,8 @@ public func vkv_connection_close(_ connection: OpaquePointer?) -> Int32 {
 
 // MARK: Posting
 
-private func remoteBuffer(_ descriptor: UnsafePointer<UInt8>?) throws -> RemoteBuffer {
+/// A peer's descriptor (`RemoteBuffer.encodedSize` bytes) as the C API hands it over; checked.
+func remoteBuffer(_ descriptor: UnsafePointer<UInt8>?) throws -> RemoteBuffer {
     guard let descriptor else { throw APIError(.invalidArgument, "remote descriptor is NULL") }
     return try RemoteBuffer(decoding: UnsafeBufferPointer(start: descriptor, count: RemoteBuffer.encodedSize))
 }

@@ -127,18 +127,13 @@ public func vkv_group_descriptor(_ group: OpaquePointer?, _ rank: Int32, _ buffe
     }
 }
 
-private func remote(_ descriptor: UnsafePointer<UInt8>?) throws -> RemoteBuffer {
-    guard let descriptor else { throw APIError(.invalidArgument, "remote descriptor is NULL") }
-    return try RemoteBuffer(decoding: UnsafeBufferPointer(start: descriptor, count: RemoteBuffer.encodedSize))
-}
-
 @_cdecl("vkv_group_write")
 public func vkv_group_write(_ group: OpaquePointer?, _ rank: Int32, _ memory: OpaquePointer?, _ offset: UInt64, _ length: UInt64,
                             _ remoteDescriptor: UnsafePointer<UInt8>?, _ remoteOffset: UInt64, _ timeoutMilliseconds: Int32) -> Int32 {
     guarded("vkv_group_write") {
         let g = try table.lookup(group, .group, as: GroupObject.self, name: "group")
         let segment = try g.memory(memory).segment(offset: offset, length: length, "local range")
-        try g.group.engine.write(to: try g.peer(rank), segment, remote: try remote(remoteDescriptor), at: remoteOffset,
+        try g.group.engine.write(to: try g.peer(rank), segment, remote: try remoteBuffer(remoteDescriptor), at: remoteOffset,
                                  timeout: duration(milliseconds: timeoutMilliseconds))
     }
 }
@@ -149,7 +144,7 @@ public func vkv_group_read(_ group: OpaquePointer?, _ rank: Int32, _ memory: Opa
     guarded("vkv_group_read") {
         let g = try table.lookup(group, .group, as: GroupObject.self, name: "group")
         let segment = try g.memory(memory).segment(offset: offset, length: length, "local range")
-        try g.group.engine.read(from: try g.peer(rank), into: segment, remote: try remote(remoteDescriptor), at: remoteOffset,
+        try g.group.engine.read(from: try g.peer(rank), into: segment, remote: try remoteBuffer(remoteDescriptor), at: remoteOffset,
                                 timeout: duration(milliseconds: timeoutMilliseconds))
     }
 }

@@ -8,7 +8,7 @@ import CVulkan
 
 /// SPIR-V of `copy.comp`: copies `count` 16-byte words from the storage buffer at binding 0 to the
 /// one at binding 1 (push constant count; 256 invocations per workgroup, each a strided share).
-/// A copy by the shader cores instead of the copy engine, which `gpu-bench --copy-engine shader`
+/// A copy by the shader cores instead of the copy engine, which `gpu-bench --copier shader`
 /// measures against `vkCmdCopyBuffer`.
 public enum CopyShader {
     public static let localSize: UInt32 = 256
