@@ -17,6 +17,8 @@ final class ProgressLoop: Sendable {
     let wake: ProgressWake
     private let maxSpin: Int
     private let thread = Locked<pthread_t?>(nil)
+    /// The name the thread carries (`top -H`, `gdb`, /proc/PID/task/TID/comm); at most 15 bytes.
+    static let threadName = "vkv-progress"
 
     init(maxSpin: Int) throws(TransferError) {
         wake = try ProgressWake()
@@ -29,6 +31,7 @@ final class ProgressLoop: Sendable {
         var t = pthread_t()
         let rc = pthread_create(&t, nil, { raw in
             let loop = Unmanaged<ProgressLoop>.fromOpaque(raw!).takeRetainedValue()
+            ProgressLoop.nameThisThread()
             loop.run()
             return nil
         }, box.toOpaque())
@@ -37,6 +40,16 @@ final class ProgressLoop: Sendable {
             throw TransferError.verbs(.system(verb: "pthread_create", errno: rc))
         }
         thread.withLock { $0 = t }
+    }
+
+    /// Names the calling thread (Glibc's `pthread_setname_np` needs `_GNU_SOURCE`, which Swift's
+    /// import lacks; the kernel's per-thread file does the same). Best effort: a failure only
+    /// leaves the inherited name.
+    private static func nameThisThread() {
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = threadName.withCString { write(fd, $0, strlen($0)) }
     }
 
     /// Stops the thread and waits for it (the state must be closed first).
