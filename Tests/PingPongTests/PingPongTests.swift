@@ -297,13 +297,29 @@ final class PingPongFabricTests: RDMATestCase {
 
     /// Starts a `vkverbs pingpong --server` and returns once it listens (its first line), so a
     /// test never races the server's start.
-    func startServer(_ args: [String]) throws -> Process {
+    /// `onLog` sees each line of its log (standard error: "client connected: …", …).
+    func startServer(_ args: [String], onLog: (@Sendable (String) -> Void)? = nil) throws -> Process {
         let server = Process()
         server.executableURL = vkverbs
         server.arguments = ["pingpong", "--server"] + args
         let pipe = Pipe()
         server.standardOutput = pipe
-        server.standardError = FileHandle.nullDevice
+        if let onLog {
+            let log = Pipe()
+            server.standardError = log
+            DispatchQueue.global().async {
+                var pending = ""
+                while case let data = log.fileHandleForReading.availableData, !data.isEmpty {
+                    pending += String(decoding: data, as: UTF8.self)
+                    while let newline = pending.firstIndex(of: "\n") {
+                        onLog(String(pending[..<newline]))
+                        pending = String(pending[pending.index(after: newline)...])
+                    }
+                }
+            }
+        } else {
+            server.standardError = FileHandle.nullDevice
+        }
         try server.run()
         let ready = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
@@ -357,7 +373,10 @@ final class PingPongFabricTests: RDMATestCase {
 
     func testPortInUseAndServerDyingMidRun() throws {
         try requireCLI()
-        let server = try startServer(["--bind", env.address, "--port", "18600"])
+        let connected = DispatchSemaphore(value: 0)
+        let server = try startServer(["--bind", env.address, "--port", "18600"]) { line in
+            if line.contains("client connected") { connected.signal() }
+        }
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
 
         // A second server on the same port: a clear error, not a hang.
@@ -365,10 +384,15 @@ final class PingPongFabricTests: RDMATestCase {
         XCTAssertEqual(attempt.status, 1)
         XCTAssertTrue(attempt.output.contains("Address already in use"), attempt.output)
 
-        // A client on a long run; the server is killed under it.
-        DispatchQueue.global().asyncAfter(deadline: .now() + 4) { kill(server.processIdentifier, SIGKILL) }
+        // A client on a long run; the server is killed under it once the session runs (not after
+        // a fixed delay: under TCG on a loaded machine the client may not have connected by then).
+        DispatchQueue.global().async {
+            guard connected.wait(timeout: .now() + 60) == .success else { return }
+            Thread.sleep(forTimeInterval: 1)
+            kill(server.processIdentifier, SIGKILL)
+        }
         let r = try run(["pingpong", "--client", env.address, "--port", "18600", "--op", "send", "-i", "100000000",
-                         "--timeout", "5", "--retry", "10"])
+                         "--timeout", "5", "--retry", "30"], timeout: 120)
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.output.contains("went away") || r.output.contains("timed out"), r.output)
         XCTAssertLessThan(r.seconds, 30)

@@ -10,7 +10,10 @@ import XCTest
 
 /// GPU memory end to end: the GPU writes a pattern, the engine moves it into a remote Vulkan
 /// allocation, the remote GPU copies it out, and a checksum of the copy must match. Every
-/// strategy lavapipe offers, sizes from 1 B to 64 MiB + 1, under the validation layers.
+/// strategy lavapipe offers, sizes from 1 B to 4 MiB + 1 (the staged pipeline moves that as 17
+/// chunks through a ring of three 256 KiB bounce buffers, the last of 1 byte), under the validation
+/// layers. The same path at 64 MiB + 1 runs between two hosts in `make test`
+/// (scripts/gpu-exchange-two-hosts); with it here, this test took 156 s under TCG.
 final class GPUTransferTests: RDMATestCase {
     var log = ValidationLog()
 
@@ -59,7 +62,7 @@ final class GPUTransferTests: RDMATestCase {
         var step: UInt64 = 0
 
         for strategy in [MemoryStrategy.hostPointerImport, .hostVisible, .staged] {
-            for size in [1, 4095, 1 << 20, (64 << 20) + 1] {
+            for size in [1, 4095, 1 << 20, (4 << 20) + 1] {
                 step += 1
                 let seed = step * 31
                 let source = try vk.allocate(size: UInt64(size), strategy: strategy)
