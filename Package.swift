@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(
             name: "VulkanMemoryTests",
             dependencies: ["VulkanMemory", "VulkanRegistration", "CVulkan", "Verbs", "VerbsEmbedded"],
-            exclude: ["Shaders/pattern.comp"]
+            exclude: ["Shaders/pattern.comp", "Shaders/copy.comp"]
         ),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "DoctorTests", dependencies: ["Doctor", "Verbs", "VulkanMemory", "RDMATestSupport"]),
