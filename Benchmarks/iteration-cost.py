@@ -7,8 +7,8 @@ Each DIR holds one client run under valgrind (see Benchmarks/iteration-cost-gues
 (callgrind --dump-instr=yes --compress-pos=no --compress-strings=no) and valgrind.log
 (--trace-syscalls=yes). DIR1 ran N1 iterations, DIR2a and DIR2b N2 each.
 
-The measure (the same for every tool): an instruction (object, address) or a system call (name,
-first argument) is *timing-independent* when it ran as many times in DIR2a as in DIR2b. Busy-poll
+The measure (the same for every tool): an instruction (object, address) or a system call (name, and its first
+argument where that is a decimal number such as a file descriptor, never a pointer) is *timing-independent* when it ran as many times in DIR2a as in DIR2b. Busy-poll
 loops, timeouts and progress reports run as often as the waits last, which the emulator decides,
 so they differ between two runs of the same count and are left out; everything a tool does per
 message (posting, the completion it reaps, its bookkeeping) runs the same number of times whatever
@@ -23,6 +23,16 @@ import re
 import sys
 
 SYSCALL = re.compile(r"^SYSCALL\[\d+,\d+\]\(\d+\) (sys_\w+) \( ?([^,)]*)")
+# valgrind prints pointers in hex and descriptors, flags and sizes in decimal.
+DECIMAL = re.compile(r"^-?\d+$")
+
+
+def syscall_key(name, first):
+    """A system call's key: its name, and its first argument when that is a decimal number (a
+    file descriptor, a clock id, a flag), never when it is a pointer: where a buffer or a stack
+    frame lands differs between runs, so the same call would look like two."""
+    first = first.strip()
+    return (name, first if DECIMAL.match(first) else "")
 
 
 def callgrind(path):
@@ -56,7 +66,7 @@ def syscalls(path):
         for line in f:
             m = SYSCALL.match(line)
             if m:
-                counts[(m.group(1), m.group(2).strip())] += 1
+                counts[syscall_key(m.group(1), m.group(2))] += 1
     return counts
 
 
