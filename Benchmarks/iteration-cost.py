@@ -16,6 +16,13 @@ the timing and is kept. Per iteration = (count in DIR2a - count in DIR1) / (N2 -
 timing-independent ones: setup, connection and teardown cancel. What was left out is reported
 too (its per-iteration figure depends on the timing of that run).
 
+Time-based work that shares code with the per-message work defeats the rule: vkverbs' progress
+report (every 2 s: a line on standard error and a heartbeat post through the same rxe post as the
+ping-pong's) either drops the post (a different number of reports in DIR2a and DIR2b) or adds the
+first report's one-time cost (one report in each N2 run, none in DIR1). So the writes to
+standard error of the three runs are printed too (stderr_writes=N1/N2a/N2b); a vkverbs point
+with any is not a valid count.
+
 Prints one line `key=value ...` on stdout and, with --top, the K costliest functions per iteration.
 """
 import collections
@@ -70,6 +77,11 @@ def syscalls(path):
     return counts
 
 
+def stderr_writes(counts):
+    """How many writes the run made to its standard error (vkverbs: its time-based progress reports)."""
+    return counts.get(("sys_write", "2"), 0)
+
+
 def split(c1, c2a, c2b, n1, n2):
     """(timing-independent per iteration, left-out per iteration, per-key independent deltas)."""
     span = n2 - n1
@@ -100,8 +112,9 @@ def main(argv):
     instr, instr_left, per_instr = split(i1, i2a, i2b, n1, n2)
     sysc, sys_left, per_sys = split(s1, s2a, s2b, n1, n2)
     names = ";".join(f"{k[0]}({k[1]}):{v / (n2 - n1):.3f}" for k, v in sorted(per_sys.items()) if v)
+    reports = "/".join(str(stderr_writes(c)) for c in (s1, s2a, s2b))
     print(f"instructions={instr:.1f} instructions_waiting={instr_left:.1f} syscalls={sysc:.3f} "
-          f"syscalls_waiting={sys_left:.3f} syscall_kinds={names or '-'}")
+          f"syscalls_waiting={sys_left:.3f} syscall_kinds={names or '-'} stderr_writes={reports}")
     if top:
         per_fn = collections.Counter()
         for key, delta in per_instr.items():
