@@ -96,7 +96,8 @@ public enum PingPongClient {
                     var stopped = false
                     let samples = try latency(peer, config, size: size, stopped: &stopped, progress: progress)
                     // What an interrupted step measured is reported too, as perftest's table would be.
-                    if let stats = LatencyStatistics(bytes: size, samples: samples, halve: config.operation.halvesRoundTrip) {
+                    if let stats = LatencyStatistics(bytes: size, samples: samples, halve: config.operation.halvesRoundTrip,
+                                                     nanosecondsPerSample: CycleClock.nanosecondsPerTick) {
                         result.latency.append(stats)
                     }
                     if stopped {
@@ -137,12 +138,13 @@ public enum PingPongClient {
         _ = try peer.receiveControl(.done, what: "waiting for the server to finish the step")
     }
 
+    /// The step's round trips (single reads for read), in cycle-counter ticks (`CycleClock`).
     static func latency(_ peer: Peer, _ config: PingPongConfiguration, size: Int, stopped: inout Bool,
                         progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
         let cap = config.warmup + config.iterations
         try startStep(peer, size: size, total: cap)
         let prepared = try peer.prepare(config.operation, size: size)
-        // Samples are in cycle-counter ticks until the step ends (see CycleClock).
+        // Samples stay in cycle-counter ticks (see CycleClock): the statistics scale them.
         var samples: [UInt64] = []
         samples.reserveCapacity(config.iterations)
         var measured = config.iterations
@@ -155,7 +157,7 @@ public enum PingPongClient {
                 try? peer.waitSend("draining the send queue")
                 try? finishStep(peer, count: i)
                 stopped = true
-                return CycleClock.nanoseconds(samples)
+                return samples
             }
             if i == 0 { warmupStart = vkv_cycles() }
             if i == config.warmup && config.duration != nil {
@@ -195,7 +197,7 @@ public enum PingPongClient {
         }
         try peer.waitSend("draining the send queue")
         try finishStep(peer, count: i)
-        return CycleClock.nanoseconds(samples)
+        return samples
     }
 
     static func bandwidth(_ peer: Peer, _ config: PingPongConfiguration, size: Int,

@@ -11,13 +11,15 @@ public struct LatencyStatistics: Codable, Sendable, Equatable {
     public var p99: Double
     public var p999: Double
 
-    /// `samples` are round trips (or single reads) in nanoseconds; `halve` gives one-way figures.
+    /// `samples` are round trips (or single reads) of `nanosecondsPerSample` nanoseconds each (1:
+    /// in nanoseconds; the ping-pong passes cycle-counter ticks and `CycleClock`'s rate, so no
+    /// pass over the samples converts them first); `halve` gives one-way figures.
     /// As perftest does, the two largest samples are dropped when there are enough.
-    public init?(bytes: Int, samples: [UInt64], halve: Bool) {
+    public init?(bytes: Int, samples: [UInt64], halve: Bool, nanosecondsPerSample: Double = 1) {
         guard !samples.isEmpty else { return nil }
         var sorted = samples.sorted()
         if sorted.count > 10 { sorted.removeLast(2) }
-        let scale = (halve ? 0.5 : 1.0) / 1000.0
+        let scale = nanosecondsPerSample * (halve ? 0.5 : 1.0) / 1000.0
         let us = sorted.map { Double($0) * scale }
         func percentile(_ p: Double) -> Double { us[Swift.min(us.count - 1, Int((p * Double(us.count)).rounded(.up)) - 1)] }
         let avg = us.reduce(0, +) / Double(us.count)

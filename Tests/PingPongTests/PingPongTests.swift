@@ -24,6 +24,20 @@ final class PingPongHostTests: XCTestCase {
         XCTAssertNil(LatencyStatistics(bytes: 2, samples: [], halve: true))
     }
 
+    func testLatencyStatisticsScaleTicks() throws {
+        // The ping-pong hands over cycle-counter ticks and their rate: 400 ticks of 2.5 ns are 1 us.
+        let ticks = (1...100).map { UInt64($0) * 400 } + [3_600_000, 3_200_000]
+        let s = try XCTUnwrap(LatencyStatistics(bytes: 2, samples: ticks.shuffled(), halve: true, nanosecondsPerSample: 2.5))
+        XCTAssertEqual(s.iterations, 102)
+        XCTAssertEqual(s.min, 0.5)
+        XCTAssertEqual(s.max, 50, "the two largest samples are dropped")
+        XCTAssertEqual(s.typical, 25.25)
+        XCTAssertEqual(s.average, 25.25, accuracy: 1e-9)
+        XCTAssertEqual(s.stdev, 14.43, accuracy: 0.01)
+        let read = try XCTUnwrap(LatencyStatistics(bytes: 2, samples: [1200, 400, 800], halve: false, nanosecondsPerSample: 2.5))
+        XCTAssertEqual(read.typical, 2)
+    }
+
     func testBandwidthStatistics() throws {
         // 1000 messages of 1 MB in 1 s, reported in 10 checkpoints, one of them a fast burst.
         var points: [(count: Int, nanoseconds: UInt64)] = (1...10).map { ($0 * 100, UInt64($0) * 100_000_000) }
