@@ -1,0 +1,111 @@
+@testable import FrameStream
+import VulkanMemory
+import XCTest
+
+/// The frame checksum: what it detects on the CPU, and the GPU shader computing the same value
+/// over a ring of Vulkan memory (lavapipe, with validation: any message fails the test).
+final class FrameChecksumTests: XCTestCase {
+    static func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+        var state = seed | 1
+        return (0..<count).map { _ in
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return UInt8(truncatingIfNeeded: state)
+        }
+    }
+
+    private func sum(_ bytes: [UInt8], frame: UInt64) -> UInt64 {
+        bytes.withUnsafeBytes { FrameChecksum.checksum($0, frame: frame) }
+    }
+
+    /// A changed bit anywhere, two words swapped, another frame number, a zero byte more: each
+    /// changes the checksum; the same bytes give the same one.
+    func testTheChecksumSeesChangesPositionsFrameNumbersAndLength() {
+        let bytes = Self.randomBytes(1031, seed: 7)
+        let base = sum(bytes, frame: 3)
+        XCTAssertEqual(sum(bytes, frame: 3), base)
+        for bit in stride(from: 0, to: bytes.count * 8, by: 97) {
+            var flipped = bytes
+            flipped[bit / 8] ^= UInt8(1 << (bit % 8))
+            XCTAssertNotEqual(sum(flipped, frame: 3), base, "bit \(bit)")
+        }
+        var swapped = bytes
+        for i in 0..<4 { swapped.swapAt(8 + i, 400 + i) }
+        XCTAssertNotEqual(sum(swapped, frame: 3), base)
+        XCTAssertNotEqual(sum(bytes, frame: 4), base)
+        XCTAssertNotEqual(sum(bytes, frame: 3 | 1 << 40), base)
+        XCTAssertNotEqual(sum(bytes + [0], frame: 3), base)
+        XCTAssertNotEqual(sum([], frame: 1), sum([], frame: 2))
+    }
+
+    // MARK: - The GPU's checksum
+
+    private var log = ValidationLog()
+
+    override func setUp() {
+        super.setUp()
+        log = ValidationLog()
+    }
+
+    override func tearDown() {
+        XCTAssertTrue(log.messages.isEmpty, "validation reported:\n" + log.messages.map(\.description).joined(separator: "\n"))
+        super.tearDown()
+    }
+
+    /// lavapipe with validation on; a skip where mesa's lavapipe is not installed.
+    static func lavapipe(log: ValidationLog) throws -> VulkanDevice {
+        let instance = try VulkanInstance(options: .init(applicationName: "FrameStreamTests", validation: true,
+                                                         validationLog: log))
+        guard let physical = try instance.physicalDevices().first(where: { $0.name.hasPrefix("llvmpipe") }) else {
+            throw XCTSkip("lavapipe (mesa-vulkan-drivers) is not installed")
+        }
+        return try VulkanDevice(physicalDevice: physical)
+    }
+
+    /// Frames of every awkward length (0 to 3 bytes, a word and one byte, a whole slot) in several
+    /// slots of a ring, for each strategy lavapipe has (host-visible, host-import, staged; dma-buf
+    /// where its mesa exports it), and imported host pages acquired as external memory (a queue
+    /// family acquire from VK_QUEUE_FAMILY_EXTERNAL, under validation): the GPU's checksum is the
+    /// CPU's. A byte changed in the ring changes the GPU's result too.
+    func testTheGPUComputesTheSameChecksumAsTheCPU() throws {
+        let device = try Self.lavapipe(log: log)
+        let slotSize = 4100, slots = 3
+        let filler = try GPUCommandRunner(device: device)
+        var cases: [(MemoryStrategy, ExternalWriter?)] = [(.hostVisible, nil), (.hostPointerImport, nil), (.staged, nil),
+                                                          (.hostPointerImport, .externalMemory)]
+        if device.enabledExtensions.contains("VK_EXT_external_memory_dma_buf") { cases.append((.dmaBuf, nil)) }
+        for (strategy, writer) in cases {
+            let ring = try device.allocate(size: UInt64(slots * slotSize), strategy: strategy)
+            let bytes = Self.randomBytes(slots * slotSize, seed: 99)
+            // What the NIC would have written: host-visible strategies get it by the CPU, dma-buf by a copy on the GPU.
+            if let host = ring.hostBytes {
+                host.copyBytes(from: bytes)
+            } else {
+                let source = try DeviceBuffer(device: device, size: UInt64(bytes.count), hostVisible: true)
+                source.bytes!.copyBytes(from: bytes)
+                try filler.copy(from: source, to: ring.buffer)
+            }
+            let gpu = try GPUFrameChecksum(ring: ring, writer: writer)
+            XCTAssertEqual(gpu.writer, writer ?? (strategy == .dmaBuf ? .externalMemory : .host))
+            for (slot, length) in [(0, 0), (1, 1), (2, 2), (0, 3), (1, 5), (2, 4097), (0, slotSize), (2, slotSize)] {
+                let frame = UInt64(slot * 1000 + length)
+                let offset = slot * slotSize
+                let expected = bytes[offset..<offset + length].withUnsafeBytes { FrameChecksum.checksum($0, frame: frame) }
+                XCTAssertEqual(try gpu.checksum(frame: frame, offset: offset, length: length), expected, "\(strategy) slot \(slot) length \(length)")
+            }
+            if let host = ring.hostBytes {
+                let before = try gpu.checksum(frame: 5, offset: slotSize, length: 3000)
+                host[slotSize + 2999] ^= 0x40
+                XCTAssertNotEqual(try gpu.checksum(frame: 5, offset: slotSize, length: 3000), before, "\(strategy): the last byte changed")
+                host[slotSize + 2999] ^= 0x40
+                host[slotSize + 3000] ^= 0x40
+                XCTAssertEqual(try gpu.checksum(frame: 5, offset: slotSize, length: 3000), before, "\(strategy): a byte past the frame is not in it")
+            }
+            XCTAssertThrowsError(try gpu.checksum(frame: 0, offset: 2, length: 4)) { error in
+                guard case .invalidOptions? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+            }
+            XCTAssertThrowsError(try gpu.checksum(frame: 0, offset: 2 * slotSize, length: slotSize + 1)) { error in
+                guard case .invalidOptions? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+            }
+        }
+    }
+}
