@@ -128,9 +128,11 @@ struct FramesCommand: ParsableCommand {
                 let passed = allocation.rejected.isEmpty ? "" : " (not: " + allocation.rejected.map { "\($0.strategy.cliName): \($0.reason)" }.joined(separator: "; ") + ")"
                 print("frames receiver: \(slots) slots in Vulkan \(allocation.strategy.cliName) memory on \(allocation.device.physicalDevice.name)\(passed)")
             }
-            let gpu = try allocation.map { (a) throws(FrameStream.FrameError) in try GPUFrameChecksum(ring: a, timeline: timeline, timeout: .seconds(timeout)) }
-            if checksumOnGPU == false, allocation != nil, allocation?.hostBytes == nil {
-                fail("--checksum cpu: the host cannot see \(allocation!.strategy.cliName) memory; use --checksum gpu")
+            var gpu: GPUFrameChecksum?
+            if checksumOnGPU, let allocation {
+                gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline, timeout: .seconds(timeout))
+            } else if let allocation, allocation.hostBytes == nil {
+                fail("--checksum cpu: the host cannot see \(allocation.strategy.cliName) memory; use --checksum gpu")
             }
             var started: ContinuousClock.Instant?
             var verified: UInt64 = 0, corrupted: UInt64 = 0
