@@ -24,7 +24,7 @@ final class VulkanRingTests: XCTestCase {
     }
 
     /// A receiver (on a Vulkan ring) and a sender over one in-memory link, both then used on this thread.
-    private func pair(_ options: FrameReceiver.Options, frameSize: Int) throws -> (FrameReceiver, FrameSender) {
+    private func pair(_ options: FrameReceiver.Options, frameSize: Int, falseChecksums: Set<UInt64> = []) throws -> (FrameReceiver, FrameSender) {
         let listener = InMemoryListener(sendQueueDepth: 128, receiveQueueDepth: 128)
         final class Box: @unchecked Sendable {  // written by the accepting thread before `done`, read after it
             var result: Result<FrameReceiver, Error>?
@@ -42,6 +42,7 @@ final class VulkanRingTests: XCTestCase {
         senderOptions.frameSize = frameSize
         senderOptions.maxSlots = 16
         senderOptions.timeout = .seconds(10)
+        senderOptions.falseChecksums = falseChecksums
         let sender = try FrameSender.connect(dialer: FrameStreamLogicTests.Dialer(listener: listener), options: senderOptions)
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         return (try XCTUnwrap(box.result).get(), sender)
@@ -60,12 +61,13 @@ final class VulkanRingTests: XCTestCase {
 
     /// 300 frames of varied lengths through 8 Vulkan slots (the automatic choice for the twin's
     /// NIC), each checked on the GPU after its timeline wait; frame 57's bytes are changed in the
-    /// ring after arrival: exactly that frame fails, typed, counted, and the stream goes on.
-    func testTheGPUChecksEveryFrameAndCatchesACorruptedOne() throws {
+    /// ring after arrival, and frame 123 is sent with a false checksum: exactly those two fail,
+    /// typed, counted, and the stream goes on.
+    func testTheGPUChecksEveryFrameAndCatchesCorruptedOnes() throws {
         let device = try FrameChecksumTests.lavapipe(log: log)
         let ring = VulkanFrameRing(device: device)
         let timeline = try TimelineSemaphore(device: device)
-        let (r, s) = try pair(options(ring: ring, timeline: timeline), frameSize: 4096)
+        let (r, s) = try pair(options(ring: ring, timeline: timeline), frameSize: 4096, falseChecksums: [123])
         let allocation = try XCTUnwrap(ring.allocation)
         XCTAssertNotEqual(allocation.strategy, .dmaBuf, "the twin takes no dma-buf regions")
         let gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline)
@@ -98,9 +100,9 @@ final class VulkanRingTests: XCTestCase {
         XCTAssertTrue(r.ended)
         XCTAssertEqual(try s.finish().frames, total)
         XCTAssertEqual(checked, total)
-        XCTAssertEqual(caught, [corrupt])
+        XCTAssertEqual(caught, [corrupt, 123])
         XCTAssertEqual(gpu.verified, total)
-        XCTAssertEqual(gpu.mismatches, 1)
+        XCTAssertEqual(gpu.mismatches, 2)
         XCTAssertEqual(try timeline.value(), total, "signalled to f + 1 for every frame f")
         r.close()
     }
