@@ -46,6 +46,8 @@ struct FramesCommand: ParsableCommand {
     @Option(help: "Vulkan device index for the ring (server; default: the first GPU, else the first device).") var vulkanDevice: Int?
     @Option(help: "Where the receiver computes each frame's checksum: gpu (Vulkan memory; the default there) or cpu (host-visible memory; the default for host).")
     var checksum: String?
+    @Option(help: "Fault injection (client): send frame FRAME with a checksum that does not match its bytes; repeatable. The receiver must count it and exit 1.")
+    var falseChecksum: [UInt64] = []
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -57,6 +59,7 @@ struct FramesCommand: ParsableCommand {
         if slots < 1 || slots > FrameStream.maxSlots { throw ValidationError("--slots must be 1 to \(FrameStream.maxSlots)") }
         if FrameStream.Policy(rawValue: policy) == nil { throw ValidationError("--policy must be block, drop-oldest or latest-wins") }
         if FrameStream.Visibility(rawValue: visibility) == nil { throw ValidationError("--visibility must be none or read-after-write") }
+        if server, !falseChecksum.isEmpty { throw ValidationError("--false-checksum is the sender's (--client)") }
         if let checksum, checksum != "gpu", checksum != "cpu" { throw ValidationError("--checksum must be gpu or cpu") }
         if checksumOnGPU, !memory.isVulkan { throw ValidationError("--checksum gpu needs Vulkan memory (--memory auto or a strategy)") }
         if checksumOnGPU, size % 4 != 0 { throw ValidationError("--checksum gpu needs a --frame-size (the slot size) that is a multiple of 4") }
@@ -125,8 +128,8 @@ struct FramesCommand: ParsableCommand {
             defer { receiver.close() }
             let allocation = vulkanRing?.allocation
             if let allocation, !json {
-                let passed = allocation.rejected.isEmpty ? "" : " (not: " + allocation.rejected.map { "\($0.strategy.cliName): \($0.reason)" }.joined(separator: "; ") + ")"
-                print("frames receiver: \(slots) slots in Vulkan \(allocation.strategy.cliName) memory on \(allocation.device.physicalDevice.name)\(passed)")
+                let refused = allocation.rejected.isEmpty ? "" : " (not: " + allocation.rejected.map { "\($0.strategy.cliName): \($0.reason)" }.joined(separator: "; ") + ")"
+                print("frames receiver: \(slots) slots in Vulkan \(allocation.strategy.cliName) memory on \(allocation.device.physicalDevice.name)\(refused)")
             }
             var gpu: GPUFrameChecksum?
             if checksumOnGPU, let allocation {
@@ -177,6 +180,7 @@ struct FramesCommand: ParsableCommand {
         options.maxSlots = FrameStream.maxSlots / 4
         options.timeout = .seconds(timeout)
         options.visibility = FrameStream.Visibility(rawValue: visibility)!
+        options.falseChecksums = Set(falseChecksum)
         do {
             let sender = try FrameSender.connect(dialer: RDMAStreamDialer(host: client!, port: port), options: options)
             let start = ContinuousClock.now
