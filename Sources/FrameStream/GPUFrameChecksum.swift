@@ -91,14 +91,15 @@ public final class GPUFrameChecksum {
             throw .invalidOptions("a frame at byte \(offset) of the ring: the GPU checksum needs slots of a multiple of 4 bytes")
         }
         let words = (UInt64(length) + 3) / 4
-        guard UInt64(offset) + words * 4 <= ring.buffer.size else {
+        // The shader reads whole words; the acquire and the copy cover at least one.
+        let range = (offset: UInt64(offset), size: max(words * 4, 4))
+        guard range.offset + range.size <= ring.buffer.size else {
             throw .invalidOptions("\(length) bytes at \(offset) do not fit the \(ring.buffer.size)-byte ring")
         }
         let seed = FrameChecksum.seed(frame: frame, length: length)
         let waitsFor = timeline.map { _ in frame &+ 1 }
         let groups = UInt32(min(max((words + 4095) / 4096, 1), 256))
         let constants = [UInt32(offset / 4), UInt32(length), seed]
-        let range = (offset: UInt64(offset), size: max(words * 4, 4))
         do {
             try runner.submit(timeout: timeout, closing: .full,
                               waitingFor: timeline.map { ($0, frame &+ 1) }) { [ring, writer, sums, kernel] (recorder) throws(VulkanError) in

@@ -103,8 +103,10 @@ final class FrameChecksumTests: XCTestCase {
             XCTAssertThrowsError(try gpu.checksum(frame: 0, offset: 2, length: 4)) { error in
                 guard case .invalidOptions? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
             }
-            XCTAssertThrowsError(try gpu.checksum(frame: 0, offset: 2 * slotSize, length: slotSize + 1)) { error in
-                guard case .invalidOptions? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+            for (offset, length) in [(2 * slotSize, slotSize + 1), (slots * slotSize, 0), (-4, 1)] {
+                XCTAssertThrowsError(try gpu.checksum(frame: 0, offset: offset, length: length), "\(length) bytes at \(offset)") { error in
+                    guard case .invalidOptions? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+                }
             }
         }
     }
