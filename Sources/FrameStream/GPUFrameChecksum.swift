@@ -61,7 +61,10 @@ public final class GPUFrameChecksum {
         if let waitsFor = pending?.waitsFor, let timeline, let value = try? timeline.value(), value < waitsFor {
             try? timeline.signal(waitsFor)
         }
-        try? runner.waitForCompletion(timeout: timeout)
+        // The kernel and the sums must outlive the last submission that uses them (a check whose
+        // wait timed out may still run): wait, one timeout at a time, until it is done or the
+        // device says it cannot tell (lost).
+        while (try? runner.isIdle) == false { try? runner.waitForCompletion(timeout: timeout) }
     }
 
     /// Checks `frame` (taken from `receiver`): its bytes in the ring against its header's checksum.
@@ -86,7 +89,11 @@ public final class GPUFrameChecksum {
     /// starts only once the semaphore reaches `frame + 1`: a check submitted before its frame
     /// arrived waits on the device, without the host polling.
     func submit(frame: UInt64, offset: Int, length: Int) throws(FrameStream.FrameError) {
-        guard pending == nil else { throw .invalidOptions("a check is still pending") }
+        // A check whose result was not taken (its wait timed out) must finish first; its result is dropped.
+        if pending != nil {
+            try waitForPending()
+            pending = nil
+        }
         guard offset >= 0, length >= 0, offset % 4 == 0 else {
             throw .invalidOptions("a frame at byte \(offset) of the ring: the GPU checksum needs slots of a multiple of 4 bytes")
         }
@@ -122,15 +129,20 @@ public final class GPUFrameChecksum {
     /// Waits (up to the timeout) for the submitted check and returns its checksum.
     func result() throws(FrameStream.FrameError) -> UInt64 {
         guard let (seed, _) = pending else { throw .invalidOptions("no check was submitted") }
-        do { try runner.waitForCompletion(timeout: timeout) } catch {
-            if case let .timedOut(what, after) = error { throw .timedOut(what, after: after) }
-            throw .vulkan(error)
-        }
+        try waitForPending()
         pending = nil
         let words = sums.bytes!
         let lo = UInt32(littleEndian: words.load(fromByteOffset: 0, as: UInt32.self))
         let hi = UInt32(littleEndian: words.load(fromByteOffset: 4, as: UInt32.self))
         return FrameChecksum.finish(lo: lo, hi: hi, seed: seed)
+    }
+
+    /// Waits up to the timeout for the submitted check; a timeout leaves it pending.
+    private func waitForPending() throws(FrameStream.FrameError) {
+        do { try runner.waitForCompletion(timeout: timeout) } catch {
+            if case let .timedOut(what, after) = error { throw .timedOut(what, after: after) }
+            throw .vulkan(error)
+        }
     }
 
     /// Whether the submitted check finished (one status query).

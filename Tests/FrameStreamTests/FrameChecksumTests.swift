@@ -51,6 +51,10 @@ final class FrameChecksumTests: XCTestCase {
         super.tearDown()
     }
 
+    /// The bound on a GPU check in these tests: lavapipe compiles the shader at its first dispatch,
+    /// which takes a few milliseconds on the host and minutes in the fabric's TCG guest.
+    static let gpuTimeout: Duration = .seconds(600)
+
     /// lavapipe with validation on; a skip where mesa's lavapipe is not installed.
     static func lavapipe(log: ValidationLog) throws -> VulkanDevice {
         let instance = try VulkanInstance(options: .init(applicationName: "FrameStreamTests", validation: true,
@@ -84,7 +88,7 @@ final class FrameChecksumTests: XCTestCase {
                 source.bytes!.copyBytes(from: bytes)
                 try filler.copy(from: source, to: ring.buffer)
             }
-            let gpu = try GPUFrameChecksum(ring: ring, writer: writer)
+            let gpu = try GPUFrameChecksum(ring: ring, writer: writer, timeout: Self.gpuTimeout)
             XCTAssertEqual(gpu.writer, writer ?? (strategy == .dmaBuf ? .externalMemory : .host))
             for (slot, length) in [(0, 0), (1, 1), (2, 2), (0, 3), (1, 5), (2, 4097), (0, slotSize), (2, slotSize)] {
                 let frame = UInt64(slot * 1000 + length)
@@ -109,5 +113,29 @@ final class FrameChecksumTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// A check whose wait timed out (its frame's value not signalled yet) stays pending: the next
+    /// check waits for it first and gives the right result. A checker dropped with a check still
+    /// waiting signals the awaited value, so the queue drains and nothing is destroyed in use.
+    func testATimedOutCheckIsDrainedAndAnAbandonedOneReleased() throws {
+        let device = try Self.lavapipe(log: log)
+        let ring = try device.allocate(size: 8192, strategy: .hostVisible)
+        let bytes = Self.randomBytes(8192, seed: 5)
+        ring.hostBytes!.copyBytes(from: bytes)
+        let timeline = try TimelineSemaphore(device: device)
+        // The shader compiled first (its first dispatch), so the short bound below is the semaphore's alone.
+        _ = try GPUFrameChecksum(ring: ring, timeout: Self.gpuTimeout).checksum(frame: 0, offset: 0, length: 4)
+        var gpu: GPUFrameChecksum? = try GPUFrameChecksum(ring: ring, timeline: timeline, timeout: .milliseconds(300))
+        try gpu!.submit(frame: 0, offset: 0, length: 100)
+        XCTAssertThrowsError(try gpu!.result()) { error in
+            guard case .timedOut? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+        }
+        try timeline.signal(1)
+        let expected = bytes[4096..<4096 + 999].withUnsafeBytes { FrameChecksum.checksum($0, frame: 0) }
+        XCTAssertEqual(try gpu!.checksum(frame: 0, offset: 4096, length: 999), expected)
+        try gpu!.submit(frame: 6, offset: 0, length: 8)
+        gpu = nil
+        XCTAssertEqual(try timeline.value(), 7, "the abandoned check's value was signalled")
     }
 }

@@ -70,7 +70,7 @@ final class VulkanRingTests: XCTestCase {
         let (r, s) = try pair(options(ring: ring, timeline: timeline), frameSize: 4096, falseChecksums: [123])
         let allocation = try XCTUnwrap(ring.allocation)
         XCTAssertNotEqual(allocation.strategy, .dmaBuf, "the twin takes no dma-buf regions")
-        let gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline)
+        let gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline, timeout: FrameChecksumTests.gpuTimeout)
         let total: UInt64 = 300, corrupt: UInt64 = 57
         var next: UInt64 = 0, checked: UInt64 = 0
         var caught: [UInt64] = []
@@ -115,7 +115,7 @@ final class VulkanRingTests: XCTestCase {
         let ring = VulkanFrameRing(device: device, strategy: .hostVisible)
         let timeline = try TimelineSemaphore(device: device)
         let (r, s) = try pair(options(ring: ring, timeline: timeline), frameSize: 4096)
-        let gpu = try GPUFrameChecksum(ring: try XCTUnwrap(ring.allocation), timeline: timeline)
+        let gpu = try GPUFrameChecksum(ring: try XCTUnwrap(ring.allocation), timeline: timeline, timeout: FrameChecksumTests.gpuTimeout)
         let length = 3001
         try gpu.submit(frame: 0, offset: 0, length: length)
         usleep(100_000)

@@ -21,7 +21,7 @@ final class ExternalAcquireTests: ValidatedVulkanTestCase {
         XCTAssertFalse(try runner.isIdle, "the copy waits for value 5")
         source.hostBytes!.initializeMemory(as: UInt8.self, repeating: 7)
         try timeline.signal(5)
-        try runner.waitForCompletion()
+        try runner.waitForCompletion(timeout: .seconds(600))  // minutes in the fabric's TCG guest
         XCTAssertEqual(Array(target.bytes!), [UInt8](repeating: 7, count: 4096))
     }
 
