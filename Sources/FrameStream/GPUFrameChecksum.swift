@@ -19,7 +19,8 @@ public final class GPUFrameChecksum {
     public private(set) var verified: UInt64 = 0
     public private(set) var mismatches: UInt64 = 0
     let timeline: TimelineSemaphore?
-    let timeout: Duration
+    /// The bound on each wait for a check.
+    public var timeout: Duration
     private let kernel: ComputeKernel
     private let runner: GPUCommandRunner
     /// Two 32-bit sums the shader adds into (host-visible).

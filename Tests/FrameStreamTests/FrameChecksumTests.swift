@@ -123,19 +123,22 @@ final class FrameChecksumTests: XCTestCase {
         let ring = try device.allocate(size: 8192, strategy: .hostVisible)
         let bytes = Self.randomBytes(8192, seed: 5)
         ring.hostBytes!.copyBytes(from: bytes)
-        let timeline = try TimelineSemaphore(device: device)
-        // The shader compiled first (its first dispatch), so the short bound below is the semaphore's alone.
-        _ = try GPUFrameChecksum(ring: ring, timeout: Self.gpuTimeout).checksum(frame: 0, offset: 0, length: 4)
-        var gpu: GPUFrameChecksum? = try GPUFrameChecksum(ring: ring, timeline: timeline, timeout: .milliseconds(300))
-        try gpu!.submit(frame: 0, offset: 0, length: 100)
-        XCTAssertThrowsError(try gpu!.result()) { error in
+        let timeline = try TimelineSemaphore(device: device, initialValue: 10)
+        var checker: GPUFrameChecksum? = try GPUFrameChecksum(ring: ring, timeline: timeline, timeout: Self.gpuTimeout)
+        // Frame 0's value is reached: this first dispatch compiles the shader (minutes under TCG), so
+        // the short bound below is the semaphore's alone.
+        _ = try checker!.checksum(frame: 0, offset: 0, length: 4)
+        checker!.timeout = .milliseconds(300)
+        try checker!.submit(frame: 20, offset: 0, length: 100)
+        XCTAssertThrowsError(try checker!.result()) { error in
             guard case .timedOut? = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
         }
-        try timeline.signal(1)
-        let expected = bytes[4096..<4096 + 999].withUnsafeBytes { FrameChecksum.checksum($0, frame: 0) }
-        XCTAssertEqual(try gpu!.checksum(frame: 0, offset: 4096, length: 999), expected)
-        try gpu!.submit(frame: 6, offset: 0, length: 8)
-        gpu = nil
-        XCTAssertEqual(try timeline.value(), 7, "the abandoned check's value was signalled")
+        try timeline.signal(21)
+        checker!.timeout = Self.gpuTimeout
+        let expected = bytes[4096..<4096 + 999].withUnsafeBytes { FrameChecksum.checksum($0, frame: 20) }
+        XCTAssertEqual(try checker!.checksum(frame: 20, offset: 4096, length: 999), expected)
+        try checker!.submit(frame: 30, offset: 0, length: 8)
+        checker = nil
+        XCTAssertEqual(try timeline.value(), 31, "the abandoned check's value was signalled")
     }
 }
