@@ -136,10 +136,14 @@ test-container:
 	scripts/test-container
 
 # `vkverbs frames` over rxe loopback in one guest: block (nothing dropped), then latest-wins with a
-# slow consumer (delivered + dropped = sent). Not part of `make test` (two fabric boots under TCG).
+# slow consumer (delivered + dropped = sent), then block into a Vulkan ring (lavapipe, the automatic
+# choice) with every frame checked on the GPU, then the same with frame 17 sent with a false checksum
+# (the receiver must count it and exit 1). Not part of `make test` (four fabric boots under TCG).
 test-frames:
 	$(FABRIC) run -- env VKVERBS_FRAMES=500 scripts/frames-fabric
 	$(FABRIC) run -- env VKVERBS_FRAMES=500 VKVERBS_FRAME_POLICY=latest-wins VKVERBS_FRAME_CONSUME=2000 scripts/frames-fabric
+	$(FABRIC) run -- env VKVERBS_FRAMES=50 VKVERBS_FRAME_MEMORY=auto scripts/frames-fabric
+	$(FABRIC) run -- env VKVERBS_FRAMES=40 VKVERBS_FRAME_MEMORY=auto VKVERBS_FRAME_FALSE_CHECKSUM=17 scripts/frames-fabric
 
 # The whole suite on Debian 12's kernel, where on-demand paging must be refused (make test runs it
 # in test-loopback-all).

@@ -59,7 +59,8 @@ let package = Package(
         // The numbered, checksummed stream that survives faults (`vkverbs stream`).
         .target(name: "NumberedStream", dependencies: ["Verbs", "Transfer"]),
         // Frames into a ring of slots of receiver memory, with credits and drop policies (`vkverbs frames`).
-        .target(name: "FrameStream", dependencies: ["Verbs", "VulkanMemory", "NumberedStream"]),
+        .target(name: "FrameStream", dependencies: ["Verbs", "VulkanMemory", "VulkanRegistration", "NumberedStream", "Sharing"],
+                exclude: ["Shaders/frame-checksum.comp"]),
         // The C API: @_cdecl functions over Verbs, VulkanMemory, VulkanRegistration and Transfer (docs/c-api.md).
         // Links the Swift runtime statically (the .so needs no Swift libraries where it is installed),
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
@@ -111,7 +112,8 @@ let package = Package(
             "RDMATestSupport", "Sharing",
         ]),
         .testTarget(name: "FrameStreamTests", dependencies: [
-            "FrameStream", "NumberedStream", "Verbs", "VerbsEmbedded", "RDMATestSupport", "Sharing",
+            "FrameStream", "NumberedStream", "Verbs", "VerbsEmbedded", "RDMATestSupport", "Sharing", "VulkanMemory",
+            "VulkanRegistration",
         ]),
         // The fuzz target for every decoder of peer bytes (ping-pong handshake and control
         // messages, the numbered stream): a corpus replayer in plain builds, a libFuzzer binary

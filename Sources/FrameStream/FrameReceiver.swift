@@ -285,7 +285,9 @@ public final class FrameReceiver {
             statistics.dropped = state.dropped
             statistics.bytes += UInt64(header.length)
             if let timeline = options.timeline {
-                do { try timeline.signal(frame + 1) } catch { throw .vulkan(error) }
+                // A value already reached is not signalled again (Vulkan forbids it): a GPU check
+                // abandoned before its frame arrived signals the value it waited for.
+                do { if try timeline.value() <= frame { try timeline.signal(frame + 1) } } catch { throw .vulkan(error) }
             }
         } else {
             guard wc.byteCount == 0, immediate == UInt32(truncatingIfNeeded: state.arrived) else {

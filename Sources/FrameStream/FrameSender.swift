@@ -21,6 +21,9 @@ public final class FrameSender {
         public var visibility: FrameStream.Visibility = .none
         /// Checksum every frame (the receiver verifies it where its ring is host-visible).
         public var checksum = true
+        /// Fault injection: these frames go out with a checksum that does not match their bytes
+        /// (the right one with its lowest bit flipped), so a test sees the receiver catch them.
+        public var falseChecksums: Set<UInt64> = []
         public init() {}
 
         /// Work requests one frame takes: header and payload, plus the read and the announcement.
@@ -143,7 +146,8 @@ public final class FrameSender {
         let slot = Int(frame % UInt64(slots))
         let payload = UnsafeMutableRawBufferPointer(rebasing: staging.bytes![headerArea + slot * options.frameSize..<headerArea + slot * options.frameSize + length])
         fill(payload)
-        let sum = options.checksum ? FrameStream.checksum(UnsafeRawBufferPointer(payload), frame: frame) : nil
+        var sum = options.checksum ? FrameStream.checksum(UnsafeRawBufferPointer(payload), frame: frame) : nil
+        if options.falseChecksums.contains(frame) { sum = sum.map { $0 ^ 1 } }
         FrameWire.encode(FrameWire.Header(frame: frame, sentAtNanoseconds: FrameStream.wallClockNanoseconds(), length: length, checksum: sum),
                          into: staging.bytes!.baseAddress! + slot * FrameWire.headerSize)
         let immediate = FrameWire.immediate(slot: slot, frame: frame)

@@ -117,15 +117,8 @@ public enum FrameStream {
         }
     }
 
-    /// A checksum of a frame's payload, seeded with the frame number, 8 bytes at a time.
+    /// A frame's checksum (`FrameChecksum`): the function the sender, the receiver's CPU and its GPU compute.
     public static func checksum(_ p: UnsafeRawBufferPointer, frame: UInt64) -> UInt64 {
-        var h = 0x9E37_79B9_7F4A_7C15 ^ frame
-        let words = p.count / 8
-        for i in 0..<words {
-            h = (h ^ p.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-            h ^= h >> 29
-        }
-        for i in words * 8..<p.count { h = (h ^ UInt64(p[i])) &* 0x0000_0100_0000_01B3 }
-        return h ^ UInt64(p.count)
+        FrameChecksum.checksum(p, frame: frame)
     }
 }

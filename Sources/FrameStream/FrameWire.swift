@@ -16,7 +16,8 @@ import Verbs
 /// - Credit word (8 bytes, little-endian, RDMA-written into the sender's memory): frames released.
 public enum FrameWire {
     static let magic: [UInt8] = Array("VKFR".utf8)
-    static let version: UInt8 = 1
+    /// 2: the frame checksum became `FrameChecksum` (sums a GPU can compute in parallel).
+    static let version: UInt8 = 2
     static let helloSize = 13
     static let answerSize = 12
     static let ringDescriptorSize = 44

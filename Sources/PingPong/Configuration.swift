@@ -1,4 +1,5 @@
 import Verbs
+import VulkanMemory
 
 /// The operations perftest measures.
 public enum RDMAOperation: String, CaseIterable, Codable, Sendable {
@@ -38,6 +39,22 @@ public enum MeasurementKind: String, CaseIterable, Codable, Sendable {
 public enum MemoryKind: String, CaseIterable, Codable, Sendable {
     case host, auto, rdmaAddress = "rdma-address", dmaBuf = "dma-buf", hostPointerImport = "host-import",
          hostVisible = "host-visible", staged
+
+    /// The Vulkan strategy the kind names: nil for `.auto` (the automatic choice) and for `.host`
+    /// (no Vulkan memory at all; see `isVulkan`).
+    public var strategy: MemoryStrategy? {
+        switch self {
+        case .host, .auto: return nil
+        case .rdmaAddress: return .rdmaAddress
+        case .dmaBuf: return .dmaBuf
+        case .hostPointerImport: return .hostPointerImport
+        case .hostVisible: return .hostVisible
+        case .staged: return .staged
+        }
+    }
+
+    /// Whether the memory is a Vulkan allocation (every kind but `.host`).
+    public var isVulkan: Bool { self != .host }
 
     /// The handshake's code for the memory kind: fixed per case, as `RDMAOperation.code`.
     var code: UInt8 {

@@ -38,16 +38,7 @@ final class PingPongMemory {
                 description = "host memory"
                 return
             }
-            let strategy: MemoryStrategy?
-            switch kind {
-            case .auto, .host: strategy = nil
-            case .rdmaAddress: strategy = .rdmaAddress
-            case .dmaBuf: strategy = .dmaBuf
-            case .hostPointerImport: strategy = .hostPointerImport
-            case .hostVisible: strategy = .hostVisible
-            case .staged: strategy = .staged
-            }
-            let allocation = try vulkan().allocate(size: UInt64(size), strategy: strategy, nic: .probe(pd: pd))
+            let allocation = try vulkan().allocate(size: UInt64(size), strategy: kind.strategy, nic: .probe(pd: pd))
             region = try allocation.registrable.register(with: pd, access: access)
             hostBytes = allocation.hostBytes?.baseAddress
             description = "Vulkan \(allocation.strategy) on \(allocation.device.physicalDevice.name)"

@@ -89,10 +89,13 @@ public final class GPUCommandRunner {
 
     /// Records and submits like `run` but returns at once; `waitForCompletion` waits.
     /// Lets the caller overlap GPU copies with other work.
+    /// With `waitingFor`, the commands start only once that timeline semaphore reaches that value
+    /// (a submission wait, at every stage): e.g. a frame's arrival, signalled by the host.
     public func submit(timeout: Duration = .seconds(10), closing: ClosingBarrier = .full,
+                       waitingFor wait: (semaphore: TimelineSemaphore, value: UInt64)? = nil,
                        _ body: (CommandRecorder) throws(VulkanError) -> Void) throws(VulkanError) {
         try record(timeout: timeout, closing: closing, body)
-        try submitRecorded(timeout: timeout)
+        try submitRecorded(timeout: timeout, waitingFor: wait)
     }
 
     /// Records with `body` (and the `closing` barrier) without submitting; `submitRecorded` submits
@@ -123,33 +126,56 @@ public final class GPUCommandRunner {
     }
 
     /// Submits the last recording (`vkQueueSubmit`) and returns; waits first for the previous
-    /// submission of it (up to `timeout`), since one command buffer runs once at a time.
-    public func submitRecorded(timeout: Duration = .seconds(10)) throws(VulkanError) {
+    /// submission of it (up to `timeout`), since one command buffer runs once at a time. With
+    /// `waitingFor`, the commands wait on the device for the semaphore to reach the value.
+    public func submitRecorded(timeout: Duration = .seconds(10),
+                               waitingFor wait: (semaphore: TimelineSemaphore, value: UInt64)? = nil) throws(VulkanError) {
         guard recorded else { throw .invalidArgument("nothing recorded to submit") }
-        if pending { try wait(timeout: timeout) }
+        if let wait, wait.semaphore.device !== device { throw .invalidArgument("the semaphore to wait for belongs to another device") }
+        if pending { try self.wait(timeout: timeout) }
         if let fence { try check(vkResetFences(device.raw, 1, [fence]), "vkResetFences", VulkanError.submission) }
         var commandBuffer: VkCommandBuffer? = self.commandBuffer
         var semaphore: VkSemaphore? = timeline?.raw
         var value = submitted + 1
+        var waitSemaphore: VkSemaphore? = wait?.semaphore.raw
+        var waitValue = wait?.value ?? 0
+        var waitStage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue
         try withUnsafePointer(to: &commandBuffer) { (buffers) throws(VulkanError) in
             try withUnsafePointer(to: &semaphore) { (semaphores) throws(VulkanError) in
                 try withUnsafePointer(to: &value) { (values) throws(VulkanError) in
-                    var timelineInfo = VkTimelineSemaphoreSubmitInfo()
-                    timelineInfo.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO
-                    timelineInfo.signalSemaphoreValueCount = 1
-                    timelineInfo.pSignalSemaphoreValues = values
-                    try withUnsafePointer(to: &timelineInfo) { (timelinePointer) throws(VulkanError) in
-                        var submit = VkSubmitInfo()
-                        submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
-                        submit.commandBufferCount = 1
-                        submit.pCommandBuffers = buffers
-                        if timeline != nil {
-                            submit.pNext = UnsafeRawPointer(timelinePointer)
-                            submit.signalSemaphoreCount = 1
-                            submit.pSignalSemaphores = semaphores
-                        }
-                        try device.queueLock.withLock { _ throws(VulkanError) in
-                            try check(vkQueueSubmit(device.queue, 1, &submit, fence), "vkQueueSubmit", VulkanError.submission)
+                    try withUnsafePointer(to: &waitSemaphore) { (waitSemaphores) throws(VulkanError) in
+                        try withUnsafePointer(to: &waitValue) { (waitValues) throws(VulkanError) in
+                            try withUnsafePointer(to: &waitStage) { (waitStages) throws(VulkanError) in
+                                var timelineInfo = VkTimelineSemaphoreSubmitInfo()
+                                timelineInfo.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO
+                                if timeline != nil {
+                                    timelineInfo.signalSemaphoreValueCount = 1
+                                    timelineInfo.pSignalSemaphoreValues = values
+                                }
+                                if wait != nil {
+                                    timelineInfo.waitSemaphoreValueCount = 1
+                                    timelineInfo.pWaitSemaphoreValues = waitValues
+                                }
+                                try withUnsafePointer(to: &timelineInfo) { (timelinePointer) throws(VulkanError) in
+                                    var submit = VkSubmitInfo()
+                                    submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO
+                                    submit.commandBufferCount = 1
+                                    submit.pCommandBuffers = buffers
+                                    if timeline != nil || wait != nil { submit.pNext = UnsafeRawPointer(timelinePointer) }
+                                    if timeline != nil {
+                                        submit.signalSemaphoreCount = 1
+                                        submit.pSignalSemaphores = semaphores
+                                    }
+                                    if wait != nil {
+                                        submit.waitSemaphoreCount = 1
+                                        submit.pWaitSemaphores = waitSemaphores
+                                        submit.pWaitDstStageMask = waitStages
+                                    }
+                                    try device.queueLock.withLock { _ throws(VulkanError) in
+                                        try check(vkQueueSubmit(device.queue, 1, &submit, fence), "vkQueueSubmit", VulkanError.submission)
+                                    }
+                                }
+                            }
                         }
                     }
                 }

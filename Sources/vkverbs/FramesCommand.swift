@@ -5,7 +5,9 @@ import Glibc
 import FrameStream
 import Foundation
 import NumberedStream
+import PingPong
 import Verbs
+import VulkanMemory
 
 /// A frame stream between two hosts (or over loopback): the receiver's ring of slots, credits,
 /// a policy for a consumer that falls behind; prints fps, Gb/s, per-frame latency and drops.
@@ -15,9 +17,12 @@ struct FramesCommand: ParsableCommand {
         abstract: "Stream frames into a ring of receiver slots with credits; report fps, Gb/s, latency and drops.",
         discussion: """
         Start `vkverbs frames --server` on one host and `vkverbs frames --client HOST` on the other. The \
-        receiver exposes --slots slots of --frame-size bytes (host memory) and hands each arrival to its \
-        consumer, which verifies the frame (its number, length and the sender's checksum) and releases \
-        the slot; the credit goes back to the sender by RDMA write. --policy block makes the sender wait \
+        receiver exposes --slots slots of --frame-size bytes (--memory: host memory, or a Vulkan allocation \
+        of the named strategy or the automatic choice, registered for RDMA) and hands each arrival to its \
+        consumer, which verifies the frame (its number, its length, and the sender's checksum over the \
+        slot's bytes: computed by a compute shader on the GPU for Vulkan memory, by the CPU for host \
+        memory; --checksum chooses) and releases the slot; a frame that fails the checksum is counted and \
+        the run exits 1. The credit goes back to the sender by RDMA write. --policy block makes the sender wait \
         for a slow consumer; drop-oldest and latest-wins drop at the receiver and count what they drop. \
         Latency runs from the sender's wall-clock timestamp to the consumer's release: across hosts it is \
         only as good as their clock sync. Each side serves one stream and exits; any error exits 1.
@@ -36,7 +41,13 @@ struct FramesCommand: ParsableCommand {
     @Option(help: "Microseconds the consumer spends on each frame (server), to show the policies at work.") var consumeMicroseconds: Int = 0
     @Option(help: "none or read-after-write (client): how the bytes are made visible before the frame is announced.")
     var visibility: String = "none"
-    @Option(help: "Memory of the receiver's ring (server): host. (Vulkan memory: see docs/frame-stream.md.)") var memory: String = "host"
+    @Option(help: "Memory of the receiver's ring (server): host, auto, rdma-address, dma-buf, host-import, host-visible, staged.")
+    var memory: MemoryKind = .host
+    @Option(help: "Vulkan device index for the ring (server; default: the first GPU, else the first device).") var vulkanDevice: Int?
+    @Option(help: "Where the receiver computes each frame's checksum: gpu (Vulkan memory; the default there) or cpu (host-visible memory; the default for host).")
+    var checksum: String?
+    @Option(help: "Fault injection (client): send frame FRAME with a checksum that does not match its bytes; repeatable. The receiver must count it and exit 1.")
+    var falseChecksum: [UInt64] = []
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -45,11 +56,13 @@ struct FramesCommand: ParsableCommand {
         guard let size = parseBytes(frameSize), size <= UInt64(FrameStream.maxFrameSize) else {
             throw ValidationError("--frame-size \(frameSize): expected 1 byte to \(FrameStream.maxFrameSize >> 20) MiB")
         }
-        _ = size
         if slots < 1 || slots > FrameStream.maxSlots { throw ValidationError("--slots must be 1 to \(FrameStream.maxSlots)") }
         if FrameStream.Policy(rawValue: policy) == nil { throw ValidationError("--policy must be block, drop-oldest or latest-wins") }
         if FrameStream.Visibility(rawValue: visibility) == nil { throw ValidationError("--visibility must be none or read-after-write") }
-        if memory != "host" { throw ValidationError("--memory \(memory): only host memory is wired into the CLI so far") }
+        if server, !falseChecksum.isEmpty { throw ValidationError("--false-checksum is the sender's (--client)") }
+        if let checksum, checksum != "gpu", checksum != "cpu" { throw ValidationError("--checksum must be gpu or cpu") }
+        if checksumOnGPU, !memory.isVulkan { throw ValidationError("--checksum gpu needs Vulkan memory (--memory auto or a strategy)") }
+        if checksumOnGPU, size % 4 != 0 { throw ValidationError("--checksum gpu needs a --frame-size (the slot size) that is a multiple of 4") }
         if timeout <= 0 || rate < 0 || frames == 0 || consumeMicroseconds < 0 { throw ValidationError("--timeout, --frames positive; --rate, --consume-microseconds not negative") }
     }
 
@@ -68,7 +81,16 @@ struct FramesCommand: ParsableCommand {
         var policy: String?
         var slots: Int
         var frameSize: Int
+        /// The receiver's ring: "host", or the Vulkan strategy used (CLI name) and its device.
+        var memory: String?
+        var vulkanDevice: String?
+        /// Where the receiver computed the checksums (gpu or cpu), and how many frames failed it.
+        var checksum: String?
+        var corrupted: UInt64?
     }
+
+    /// Whether the receiver checks frames on the GPU.
+    var checksumOnGPU: Bool { (checksum ?? (memory.isVulkan ? "gpu" : "cpu")) == "gpu" }
 
     func run() throws {
         let size = Int(parseBytes(frameSize)!)
@@ -82,20 +104,59 @@ struct FramesCommand: ParsableCommand {
         options.policy = FrameStream.Policy(rawValue: policy)!
         options.readyLimit = readyLimit
         options.timeout = .seconds(timeout)
+        // The consumer below checks every frame (on the GPU or the CPU), counting what fails.
+        options.verifyChecksums = false
         do {
+            // Listening first: a sender that comes while Vulkan starts (seconds under emulation) waits in the backlog.
             let acceptor = try RDMAStreamAcceptor(bind: bind, port: port)
             if !json { FileHandle.standardOutput.write(Data("frames receiver: listening on \(bind ?? "*"):\(acceptor.listener.port)\n".utf8)) }
+            var vulkanRing: VulkanFrameRing?
+            var timeline: TimelineSemaphore?
+            if memory.isVulkan {
+                let instance: VulkanInstance
+                do { instance = try makeVulkanInstance(layer: false) } catch { fail(describeInstanceFailure(error)) }
+                let device = try VulkanDevice(physicalDevice: try pickPhysicalDevice(instance, index: vulkanDevice))
+                let ring = VulkanFrameRing(device: device, strategy: memory.strategy)
+                options.ringMemory = ring.memory
+                if checksumOnGPU, device.timelineSemaphoreEnabled {
+                    timeline = try TimelineSemaphore(device: device)
+                    options.timeline = timeline
+                }
+                vulkanRing = ring
+            }
             let receiver = try FrameReceiver.accept(acceptor: acceptor, options: options, wait: .seconds(max(timeout, 600)))
             defer { receiver.close() }
+            let allocation = vulkanRing?.allocation
+            if let allocation, !json {
+                let refused = allocation.rejected.isEmpty ? "" : " (not: " + allocation.rejected.map { "\($0.strategy.cliName): \($0.reason)" }.joined(separator: "; ") + ")"
+                print("frames receiver: \(slots) slots in Vulkan \(allocation.strategy.cliName) memory on \(allocation.device.physicalDevice.name)\(refused)")
+            }
+            var gpu: GPUFrameChecksum?
+            if checksumOnGPU, let allocation {
+                gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline, timeout: .seconds(timeout))
+            } else if let allocation, allocation.hostBytes == nil {
+                fail("--checksum cpu: the host cannot see \(allocation.strategy.cliName) memory; use --checksum gpu")
+            }
             var started: ContinuousClock.Instant?
-            var verified: UInt64 = 0
+            var verified: UInt64 = 0, corrupted: UInt64 = 0
             while let frame = try receiver.next() {
                 if started == nil { started = .now }
-                // Every frame is checked: its checksum by the receiver on arrival, its number and length here.
-                guard frame.checksum != nil, let bytes = receiver.bytes(of: frame), bytes.count == frame.length else {
-                    throw FrameStream.FrameError.corrupted(frame: frame.number)
+                // Every frame is checked: its number and length by the receiver, its bytes against the sender's checksum here.
+                guard let expected = frame.checksum else { throw FrameStream.FrameError.protocolError("frame \(frame.number) carries no checksum") }
+                do {
+                    if checksumOnGPU, let gpu {
+                        try gpu.verify(frame)
+                    } else {
+                        guard let bytes = receiver.bytes(of: frame), bytes.count == frame.length else {
+                            throw FrameStream.FrameError.protocolError("frame \(frame.number)'s bytes are not visible to the host")
+                        }
+                        guard FrameStream.checksum(bytes, frame: frame.number) == expected else { throw FrameStream.FrameError.corrupted(frame: frame.number) }
+                    }
+                    verified += 1
+                } catch FrameStream.FrameError.corrupted(let number) {
+                    corrupted += 1
+                    FileHandle.standardError.write(Data("vkverbs: frame \(number): checksum mismatch\n".utf8))
                 }
-                verified += 1
                 if consumeMicroseconds > 0 { usleep(UInt32(consumeMicroseconds)) }
                 try receiver.release(frame)
             }
@@ -103,8 +164,11 @@ struct FramesCommand: ParsableCommand {
             let seconds = started.map { FrameSender.seconds(since: $0) } ?? 0
             report(Report(role: "receiver", frames: s.delivered, bytes: s.bytes, seconds: seconds,
                           fps: seconds > 0 ? Double(s.arrived) / seconds : 0, gbps: seconds > 0 ? Double(s.bytes) * 8 / seconds / 1e9 : 0,
-                          dropped: s.dropped, delivered: verified, creditWaits: nil, creditWrites: s.creditWrites,
-                          latencyMicroseconds: s.latency.summary, policy: policy, slots: slots, frameSize: size))
+                          dropped: s.dropped, delivered: verified + corrupted, creditWaits: nil, creditWrites: s.creditWrites,
+                          latencyMicroseconds: s.latency.summary, policy: policy, slots: slots, frameSize: size,
+                          memory: allocation?.strategy.cliName ?? "host", vulkanDevice: allocation?.device.physicalDevice.name,
+                          checksum: checksumOnGPU ? "gpu" : "cpu", corrupted: corrupted))
+            if corrupted > 0 { fail("\(corrupted) of \(verified + corrupted) frames failed their checksum") }
         } catch {
             fail(error)
         }
@@ -116,6 +180,7 @@ struct FramesCommand: ParsableCommand {
         options.maxSlots = FrameStream.maxSlots / 4
         options.timeout = .seconds(timeout)
         options.visibility = FrameStream.Visibility(rawValue: visibility)!
+        options.falseChecksums = Set(falseChecksum)
         do {
             let sender = try FrameSender.connect(dialer: RDMAStreamDialer(host: client!, port: port), options: options)
             let start = ContinuousClock.now
@@ -151,6 +216,8 @@ struct FramesCommand: ParsableCommand {
         }
         var line = String(format: "frames %@: %llu frames, %.1f fps, %.3f Gb/s in %.2f s", r.role, r.frames, r.fps, r.gbps, r.seconds)
         if let d = r.dropped { line += ", \(d) dropped (\(r.policy ?? ""))" }
+        if let m = r.memory { line += ", \(m == "host" ? "host memory" : "Vulkan \(m) memory")" }
+        if let c = r.checksum, let bad = r.corrupted { line += ", checksums on the \(c.uppercased()): \(bad) mismatched" }
         if let w = r.creditWaits { line += ", \(w) credit waits" }
         if let l = r.latencyMicroseconds {
             line += String(format: "; latency us p50 %.1f p99 %.1f p99.9 %.1f max %.1f", l.p50, l.p99, l.p999, l.max)

@@ -333,6 +333,26 @@ final class FrameStreamLogicTests: XCTestCase {
         guard case .protocolError = error else { return XCTFail("\(error)") }
     }
 
+    /// A sender whose frame 5 carries a false checksum (`Options.falseChecksums`): the receiver's
+    /// CPU check on arrival ends the stream with `.corrupted(frame: 5)`; frames 0 to 4 came through.
+    func testAFalseChecksumEndsTheStreamWhereTheCPUChecks() throws {
+        var so = senderOptions()
+        so.falseChecksums = [5]
+        let (r, s) = try pair(receiver: receiverOptions(), sender: so)
+        var taken: [UInt64] = []
+        for f in 0..<UInt64(5) { try s.send(length: 200) { Self.pattern(f, $0) } }
+        while taken.count < 5, let frame = try r.next(timeout: .seconds(5)) {
+            taken.append(frame.number)
+            try r.release(frame)
+        }
+        XCTAssertEqual(taken, [0, 1, 2, 3, 4])
+        for f in 5..<UInt64(7) { try s.send(length: 200) { Self.pattern(f, $0) } }
+        XCTAssertThrowsError(try r.next(timeout: .seconds(5))) { error in
+            XCTAssertEqual(error as? FrameStream.FrameError, .corrupted(frame: 5))
+        }
+        s.close()
+    }
+
     /// Connects by hand as a sender, hands over a credit descriptor, lets `attack` post what it
     /// likes, and returns the error the receiver's `next` ends with.
     private func hostileSender(_ attack: (InMemoryEndpoint, FrameWire.RingDescriptor, MemoryRegion) throws -> Void) throws -> FrameStream.FrameError {
