@@ -17,6 +17,7 @@ final class ProgressLoop: Sendable {
     let wake: ProgressWake
     private let maxSpin: Int
     private let thread = Locked<pthread_t?>(nil)
+    private let named = Locked(false)
     /// The name the thread carries (`top -H`, `gdb`, /proc/PID/task/TID/comm); at most 15 bytes.
     static let threadName = "vkv-progress"
 
@@ -32,6 +33,7 @@ final class ProgressLoop: Sendable {
         let rc = pthread_create(&t, nil, { raw in
             let loop = Unmanaged<ProgressLoop>.fromOpaque(raw!).takeRetainedValue()
             ProgressLoop.nameThisThread()
+            loop.named.withLock { $0 = true }
             loop.run()
             return nil
         }, box.toOpaque())
@@ -40,6 +42,9 @@ final class ProgressLoop: Sendable {
             throw TransferError.verbs(.system(verb: "pthread_create", errno: rc))
         }
         thread.withLock { $0 = t }
+        // Return once the thread carries its name, so whoever looks right after start() finds it
+        // (it names itself first thing, before any work).
+        while !named.withLock({ $0 }) { usleep(50) }
     }
 
     /// Names the calling thread (Glibc's `pthread_setname_np` needs `_GNU_SOURCE`, which Swift's
