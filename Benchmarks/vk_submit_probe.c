@@ -209,8 +209,10 @@ struct variant {
     int empty;      // no copy: an empty command buffer (or none when 2)
     int fence;      // a fence instead of the timeline (polled with vkGetFenceStatus)
     int block;      // vkWaitSemaphores instead of polling
-    int waits;      // the submission waits on a second timeline already at the value it waits for
+    int waits;      // the submission waits on a second timeline: 1 already at the value it waits for,
+                    // 2 signalled by the host (vkSignalSemaphore) right after vkQueueSubmit returns
 };
+static uint64_t released_value = 1;
 
 static void record(VkCommandBuffer cb, const struct variant *v, VkDeviceSize size) {
     VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
@@ -309,12 +311,12 @@ static void measure(const struct variant *v, VkDeviceSize size) {
             VkTimelineSemaphoreSubmitInfo tsi = {VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO};
             tsi.signalSemaphoreValueCount = 1;
             tsi.pSignalSemaphoreValues = &value;
-            uint64_t one = 1;
+            uint64_t want = v->waits == 2 ? released_value + 1 : released_value;
             VkPipelineStageFlags stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
             VkSubmitInfo s = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
             if (v->waits) {
                 tsi.waitSemaphoreValueCount = 1;
-                tsi.pWaitSemaphoreValues = &one;
+                tsi.pWaitSemaphoreValues = &want;
                 s.waitSemaphoreCount = 1;
                 s.pWaitSemaphores = &released;
                 s.pWaitDstStageMask = &stage;
@@ -329,6 +331,12 @@ static void measure(const struct variant *v, VkDeviceSize size) {
             CHECK(vkQueueSubmit(queues[v->family], 1, &s, v->fence ? fence : VK_NULL_HANDLE));
         }
         uint64_t t1 = now_ns(), tm = 0;
+        if (v->waits == 2) {
+            VkSemaphoreSignalInfo si = {VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO};
+            si.semaphore = released;
+            si.value = ++released_value;
+            CHECK(vkSignalSemaphore(dev, &si));
+        }
         if (v->marker) {
             while (marker_map[0] == 0) {}
             tm = now_ns();
@@ -442,6 +450,8 @@ int main(int argc, char **argv) {
             {"copy-to-host-fence", 0, 0, 2, 0, 0, 0, 0, 1},
             {"copy-to-host-block", 0, 0, 2, 0, 0, 0, 0, 0, 1},
             {"copy-to-host-waiting", 0, 0, 2, 0, 0, 0, 0, 0, 0, 1},
+            {"copy-to-host-waiting-host-signal", 0, 0, 2, 0, 0, 0, 0, 0, 0, 2},
+            {"h2d-full-waiting-host-signal", 0, 1, 1, 0, 0, 0, 0, 0, 0, 2},
             {"h2d-full", 0, 1, 1},
             {"h2d-none", 0, 1, 0},
             {"h2d-full-submit2", 0, 1, 1, 1},
