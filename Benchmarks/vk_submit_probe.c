@@ -10,6 +10,7 @@
 // Build: cc -O2 -o vk_submit_probe Benchmarks/vk_submit_probe.c -lvulkan
 // Run:   vk_submit_probe [--iterations N] [--sizes 4096,65536,...]
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,8 @@ struct variant {
     int block;      // vkWaitSemaphores instead of polling
     int waits;      // the submission waits on a second timeline: 1 already at the value it waits for,
                     // 2 signalled by the host (vkSignalSemaphore) right after vkQueueSubmit returns
+    int signal_after; // the host signals a second timeline once it saw the copy (a staged release)
+    int yield;      // the polling loop calls sched_yield between counter reads
 };
 static uint64_t released_value = 1;
 
@@ -351,10 +354,18 @@ static void measure(const struct variant *v, VkDeviceSize size) {
             wi.pSemaphores = &timeline;
             wi.pValues = &value;
             CHECK(vkWaitSemaphores(dev, &wi, 10000000000ull));
+        } else if (v->yield) {
+            while (counter() < value) sched_yield();
         } else {
             while (counter() < value) {}
         }
         uint64_t t2 = now_ns();
+        if (v->signal_after) {
+            VkSemaphoreSignalInfo si = {VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO};
+            si.semaphore = released;
+            si.value = ++released_value;
+            CHECK(vkSignalSemaphore(dev, &si));
+        }
         if (v->fence) { CHECK(vkResetFences(dev, 1, &fence)); timeline_value--; }
         if (!v->h2d && !v->empty) fill = host_map[0];
         if (i < 0) continue;
@@ -452,6 +463,8 @@ int main(int argc, char **argv) {
             {"copy-to-host-waiting", 0, 0, 2, 0, 0, 0, 0, 0, 0, 1},
             {"copy-to-host-waiting-host-signal", 0, 0, 2, 0, 0, 0, 0, 0, 0, 2},
             {"h2d-full-waiting-host-signal", 0, 1, 1, 0, 0, 0, 0, 0, 0, 2},
+            {"copy-to-host-then-host-signal", 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1},
+            {"copy-to-host-yield", 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1},
             {"h2d-full", 0, 1, 1},
             {"h2d-none", 0, 1, 0},
             {"h2d-full-submit2", 0, 1, 1, 1},
