@@ -7,10 +7,7 @@ import CVulkan
 /// timeline semaphore's counter) for at most `spin`, then blocks in the driver for the rest of
 /// the timeout. On NVIDIA a blocking wait costs 20-25 us per submission on top of the copy;
 /// polling sees the completion within about a microsecond but keeps a core busy, so the spin is
-/// bounded and every wait still ends at its timeout. Between two polls the spin gives its CPU up
-/// (`sched_yield`): a thread spinning on the CPU that takes the GPU's interrupts otherwise holds
-/// off the driver's completion work there, and the next submission waits about 35 us for it
-/// (H200, docs/nvidia-results.md); elsewhere the yield costs about 0.1 us per wait.
+/// bounded and every wait still ends at its timeout.
 public struct HostWait: Sendable, Hashable, Codable {
     /// Longest time the status is polled before the wait blocks; zero blocks at once.
     public var spin: Duration
@@ -27,13 +24,11 @@ public struct HostWait: Sendable, Hashable, Codable {
         device.physicalDevice.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? .blocking : HostWait(spin: .milliseconds(2))
     }
 
-    /// Polls `done` until it is true or `spin` (capped at `timeout`) has passed, calling `relax`
-    /// (`sched_yield`) between two polls, then calls `block` with the nanoseconds left. Throws
-    /// `.timedOut(operation:after:)` when `block` returns `VK_TIMEOUT`, the typed error of
-    /// `function` when it fails.
+    /// Polls `done` until it is true or `spin` (capped at `timeout`) has passed, then calls
+    /// `block` with the nanoseconds left. Throws `.timedOut(operation:after:)` when `block`
+    /// returns `VK_TIMEOUT`, the typed error of `function` when it fails.
     func wait(timeout: Duration, operation: @autoclosure () -> String, function: String,
-              done: () throws(VulkanError) -> Bool, block: (UInt64) -> VkResult,
-              relax: () -> Void = { _ = sched_yield() }) throws(VulkanError) {
+              done: () throws(VulkanError) -> Bool, block: (UInt64) -> VkResult) throws(VulkanError) {
         let start = monotonicNanoseconds()
         let total = timeout.vulkanNanoseconds
         let spinFor = min(spin.vulkanNanoseconds, total)
@@ -41,7 +36,6 @@ public struct HostWait: Sendable, Hashable, Codable {
             var polls = 0
             while true {
                 if try done() { return }
-                relax()
                 polls += 1
                 // The clock is read every few polls: both calls cost tens of nanoseconds.
                 if polls & 7 == 0, monotonicNanoseconds() &- start >= spinFor { break }

@@ -37,26 +37,6 @@ final class HostWaitTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - start, .seconds(1))
     }
 
-    /// The spin gives the CPU up between every two polls (the driver's completion work may need
-    /// this CPU), and not after the poll that saw the completion.
-    func testTheSpinYieldsBetweenPolls() throws {
-        var polls = 0, yields = 0
-        try HostWait(spin: .seconds(30)).wait(
-            timeout: .seconds(60), operation: "waiting", function: "vkWaitSemaphores",
-            done: { () throws(VulkanError) -> Bool in
-                polls += 1
-                XCTAssertEqual(yields, polls - 1, "one yield between two polls")
-                return polls == 50
-            },
-            block: { _ in
-                XCTFail("the spin saw the completion: no blocking wait")
-                return VK_SUCCESS
-            },
-            relax: { yields += 1 })
-        XCTAssertEqual(polls, 50)
-        XCTAssertEqual(yields, 49)
-    }
-
     /// Nothing completes: the spin is cut at the timeout and the rest of the wait gets what is
     /// left, so the whole wait ends with `.timedOut` near the timeout, never later.
     func testANeverCompletingWaitTimesOutOnTime() {
