@@ -418,6 +418,24 @@ static void call_costs(void) {
     fflush(stdout);
 }
 
+// Everything setup made, in reverse (the command buffers went with each variant).
+static void teardown(void) {
+    vkDestroyFence(dev, fence, NULL);
+    vkDestroySemaphore(dev, released, NULL);
+    vkDestroySemaphore(dev, timeline, NULL);
+    vkDestroyQueryPool(dev, qpool, NULL);
+    VkBuffer buffers[] = {marker_buf, host_buf, local_buf};
+    VkDeviceMemory memories[] = {marker_mem, host_mem, local_mem};
+    for (int i = 0; i < 3; i++) {
+        vkDestroyBuffer(dev, buffers[i], NULL);
+        vkFreeMemory(dev, memories[i], NULL);  // Unmaps a mapped one.
+    }
+    for (uint32_t f = 0; f < MAXQ; f++)
+        if (pools[f]) vkDestroyCommandPool(dev, pools[f], NULL);
+    vkDestroyDevice(dev, NULL);
+    vkDestroyInstance(instance, NULL);
+}
+
 int main(int argc, char **argv) {
     VkDeviceSize sizes[16] = {4096, 65536, 1048576, 16777216};
     int nsizes = 4;
@@ -477,5 +495,6 @@ int main(int argc, char **argv) {
         }
     }
     CHECK(vkDeviceWaitIdle(dev));
+    teardown();
     return 0;
 }
