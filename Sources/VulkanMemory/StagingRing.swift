@@ -5,7 +5,11 @@ import CVulkan
 /// instead of a host round trip per chunk.
 ///
 /// - `copied`: the GPU signals `base + k + 1` once chunk k's copy is done.
-/// - `released`: the host signals `base + k + 1` once the NIC is done with chunk k's slot side.
+/// - `released`: the host signals `base + k + 1` once the NIC is done with chunk k's slot side,
+///   but only while a queued copy waits for it: a copy submitted after the release it needs
+///   waits for nothing on the GPU, and a release no queued copy waits for costs no host call
+///   (a sending transfer of up to `slots` chunks signals nothing). The counter may therefore lag
+///   behind the releases; it never passes them.
 ///
 /// Sending (`toSlots`: device buffer -> slot): chunk k's copy waits until chunk k - slots has been
 /// released (the NIC has read that slot), so the host only posts the NIC write of chunk k once
@@ -76,7 +80,12 @@ public final class StagingRing {
         let chunks: Int
         let after: (semaphore: TimelineSemaphore, value: UInt64)?
         var submitted = 0
+        /// Releases the host made (`release`) ...
         var released = 0
+        /// ... and how many of them the `released` semaphore shows (`base + signalled`).
+        var signalled = 0
+        /// The highest release a submitted copy waits for on the GPU; -1: none.
+        var waitedFor = -1
     }
 
     private let pool: VkCommandPool
@@ -170,8 +179,12 @@ public final class StagingRing {
         guard let t = transfer, k == t.released, k < t.chunks else {
             throw .invalidArgument("chunk \(k) released out of order (next: \(transfer?.released ?? 0))")
         }
-        try released.signal(base + UInt64(k) + 1)
         transfer!.released = k + 1
+        // Only a queued copy that waits for this release needs the signal.
+        if t.waitedFor >= t.signalled {
+            try released.signal(base + UInt64(k) + 1)
+            transfer!.signalled = k + 1
+        }
     }
 
     /// Submits what is left, releases what the host has not (for `toSlots` the last chunks need no
@@ -181,8 +194,11 @@ public final class StagingRing {
         while transfer!.submitted < t.chunks { try submitBatch(timeout: timeout) }
         let end = base + UInt64(t.chunks)
         if transfer!.released < t.chunks {
-            try released.signal(end)
             transfer!.released = t.chunks
+            if transfer!.waitedFor >= transfer!.signalled {
+                try released.signal(end)
+                transfer!.signalled = t.chunks
+            }
         }
         try copied.wait(for: end, timeout: timeout, policy: hostWait)
         base = end
@@ -197,7 +213,7 @@ public final class StagingRing {
         guard let t = transfer else { return broken }
         let end = base + UInt64(t.chunks)
         do throws(VulkanError) {
-            if t.released < t.chunks { try released.signal(end) }
+            if t.signalled < t.chunks { try released.signal(end) }
             try copied.wait(for: base + UInt64(t.submitted), timeout: timeout, policy: .blocking)
             // Copies never submitted never signal: the host brings the counter level.
             if t.submitted < t.chunks { try copied.signal(end) }
@@ -231,10 +247,12 @@ public final class StagingRing {
             let k = first + i
             var n = 0
             let needs = t.direction == .toSlots ? k - slots.count : k
-            if needs >= 0 {
+            // A release the host already made needs no wait on the GPU.
+            if needs >= t.released {
                 waitSemaphores[i * stride + n] = released.raw
                 waitValues[i * stride + n] = base + UInt64(needs) + 1
                 n += 1
+                t.waitedFor = needs
             }
             if let after = t.after {
                 waitSemaphores[i * stride + n] = after.semaphore.raw

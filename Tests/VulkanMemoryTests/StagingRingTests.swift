@@ -66,6 +66,36 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         }
     }
 
+    /// The host signals `released` only while a queued copy waits for that release: a sending
+    /// transfer of no more chunks than slots signals nothing, a longer one stops signalling once
+    /// no queued copy waits any more, and every chunk still arrives.
+    func testReleasesNoCopyWaitsForCostNoSignal() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 4096
+        let local = try DeviceBuffer(device: device, size: chunk * 10, hostVisible: false)
+        let ring = try StagingRing(device: device, slots: try slots(device, 3, chunk), chunkSize: chunk)
+        func send(_ count: Int, value: UInt32) throws {
+            try runner.fill(local, value: value)
+            let chunks = try ring.begin(.toSlots, buffer: local, length: chunk * UInt64(count))
+            XCTAssertEqual(chunks, count)
+            for k in 0..<chunks {
+                try ring.waitCopied(k, timeout: .seconds(30))
+                XCTAssertEqual(Set(ring.slot(ofChunk: k).words.prefix(1024)), [value], "chunk \(k) of \(count)")
+                try ring.release(k)
+            }
+            try ring.finish(timeout: .seconds(30))
+        }
+        try send(3, value: 0xA1)
+        XCTAssertEqual(try ring.released.value(), 0, "three chunks through three slots: no copy waited, nothing signalled")
+        // Chunks 3 ..< 10 (all queued at the start) wait for releases 0 ..< 7; releases 7, 8, 9 for none.
+        try send(10, value: 0xB2)
+        XCTAssertEqual(try ring.released.value(), 3 + 7)
+        // The counter lagging behind the releases does not hold the next transfer up.
+        try send(10, value: 0xC3)
+        XCTAssertEqual(try ring.released.value(), 13 + 7)
+    }
+
     /// More chunks than the ring keeps recordings for: command buffers are recorded again only
     /// after the copies they held are done, and the queue never runs ahead into a deadlock.
     func testMoreChunksThanRecordingsFinish() throws {
