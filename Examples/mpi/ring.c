@@ -373,6 +373,8 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    printf(PROG " rank %d of %d: MPI up; making the Vulkan and RDMA devices\n", rank, size);
+    fflush(stdout);
     struct vk_setup vk;
     struct gpu g;
     memset(&g, 0, sizeof g);
