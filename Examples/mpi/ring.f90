@@ -141,6 +141,7 @@ end module gather_callback
 
 program ring_f90
   use, intrinsic :: iso_c_binding
+  use, intrinsic :: iso_fortran_env, only: output_unit
   use mpi_f08
   use vkverbs
   use gather_callback
@@ -196,6 +197,8 @@ program ring_f90
   end if
   call agree()
 
+  write(*, '(a,i0,a)') "ring(f90) rank ", rank, ": arrays registered; forming the group"
+  flush(output_unit)
   neighbours(1) = int(right, c_int32_t)
   comm_handle = int(MPI_COMM_WORLD%MPI_VAL, c_int)
   s = vkv_group_create(device, trim(address) // c_null_char, int(rank, c_int32_t), int(world_size, c_int32_t), &
@@ -210,6 +213,8 @@ program ring_f90
     if (s /= VKV_OK) call fail("vkv_group_descriptor")
   end if
   call agree()
+  write(*, '(a,i0,a)') "ring(f90) rank ", rank, ": group formed; writing"
+  flush(output_unit)
 
   s = vkv_group_write(group, int(right, c_int32_t), src_mem, 0_c_int64_t, bytes, remote, 0_c_int64_t, timeout_ms)
   if (s /= VKV_OK) then
@@ -226,6 +231,7 @@ program ring_f90
   if (bad == 0) then
     write(*, '(a,i0,a,i0,a,i0,a,i0,a)') "ring(f90) rank ", rank, ": wrote ", bytes, " bytes to rank ", right, &
       "; the ", n, " elements from its left neighbour verified"
+    flush(output_unit)
   else
     write(*, '(a,i0,a,i0,a,i0)') "ring(f90) rank ", rank, ": FAIL: ", bad, " elements differ of ", n
     ok = 0
