@@ -62,7 +62,8 @@ lint:
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/demo-hosts scripts/cpu-time scripts/rdma-test-list scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
-	  scripts/container-setup scripts/test-container scripts/frames-fabric
+	  scripts/container-setup scripts/test-container scripts/frames-fabric \
+	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 

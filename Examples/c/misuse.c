@@ -101,6 +101,19 @@ static void host_checks(void) {
     EXPECT(vkv_post_send, (NULL, NULL, 0, 0, &u64), VKV_ERR_INVALID_HANDLE);
     EXPECT(vkv_post_recv, (NULL, NULL, 0, 0, &u64), VKV_ERR_INVALID_HANDLE);
     EXPECT(vkv_wait, (NULL, 1, 0, NULL), VKV_ERR_INVALID_HANDLE);
+    {
+        vkv_group *group = NULL;
+        int32_t failed_member = 5, connected = 0;
+        EXPECT(vkv_group_create, (NULL, "127.0.0.1", 0, 2, NULL, -1, NULL, 0, NULL, NULL, 10, &failed_member, &group),
+               VKV_ERR_INVALID_HANDLE);
+        TRUE(group == NULL && failed_member == -1);
+        EXPECT(vkv_group_connected, (NULL, 0, &connected), VKV_ERR_INVALID_HANDLE);
+        EXPECT(vkv_group_descriptor, (NULL, 0, NULL, 0, &len), VKV_ERR_INVALID_HANDLE);
+        EXPECT(vkv_group_write, (NULL, 1, NULL, 0, 1, descriptor, 0, 10), VKV_ERR_INVALID_HANDLE);
+        EXPECT(vkv_group_read, (NULL, 1, NULL, 0, 1, descriptor, 0, 10), VKV_ERR_INVALID_HANDLE);
+        EXPECT(vkv_group_close, (NULL), VKV_ERR_INVALID_HANDLE);
+        TRUE(vkv_group_record_size() > 0);
+    }
 
     /* Garbage that was never a handle: a stack address, a small integer, all bits set. */
     EXPECT(vkv_device_close, ((vkv_device *)(void *)descriptor), VKV_ERR_INVALID_HANDLE);
@@ -381,6 +394,102 @@ out:
     TRUE(vkv_live_handle_count() == 0);
 }
 
+static int solo_gather(const void *mine, void *all, size_t n, void *user) {
+    (void)user;
+    memcpy(all, mine, n);
+    return 0;
+}
+
+/* ---- Groups: what an allgather may hand back ------------------------------------------ */
+
+/* How bad_gather answers member 0 of a group of 2 (user points to one of these). */
+enum gather_mode {
+    GATHER_FAILS,         /* the callback reports an error */
+    GATHER_GARBAGE,       /* member 1's slot holds bytes that are not a record */
+    GATHER_UNFILLED,      /* member 1's slot is left as it was (a short allgather) */
+    GATHER_DUPLICATE,     /* member 1's slot repeats member 0's record: rank 0 claimed twice */
+    GATHER_MINE_MISPLACED /* member 0's own record is missing from its place */
+};
+
+static int bad_gather(const void *mine, void *all, size_t n, void *user) {
+    uint8_t *a = all;
+    switch (*(const enum gather_mode *)user) {
+    case GATHER_FAILS: return 7;
+    case GATHER_GARBAGE:
+        memcpy(a, mine, n);
+        for (size_t i = 0; i < n; i++) a[n + i] = (uint8_t)(i * 37u + 11u);
+        return 0;
+    case GATHER_UNFILLED: memcpy(a, mine, n); return 0;
+    case GATHER_DUPLICATE: memcpy(a, mine, n); memcpy(a + n, mine, n); return 0;
+    case GATHER_MINE_MISPLACED: memcpy(a + n, mine, n); return 0;
+    }
+    return 1;
+}
+
+/* Every bad answer is refused with a typed error naming the member to blame, nothing is left
+ * open, and a good group forms on the same address afterwards. */
+static void group_checks(const char *addr) {
+    vkv_device *dev = NULL;
+    vkv_group *group = NULL;
+    int32_t failed_member = 0, one = 1, seven = 7;
+    size_t baseline;
+    static const struct {
+        enum gather_mode mode;
+        int32_t blamed;
+    } cases[] = {{GATHER_FAILS, -1}, {GATHER_GARBAGE, 1}, {GATHER_UNFILLED, 1}, {GATHER_DUPLICATE, 0},
+                 {GATHER_MINE_MISPLACED, 0}};
+
+    EXPECT(vkv_device_open, (NULL, &dev), VKV_OK);
+    if (!dev) return;
+    baseline = vkv_live_handle_count();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        enum gather_mode mode = cases[i].mode;
+        failed_member = 99;
+        EXPECT(vkv_group_create, (dev, addr, 0, 2, NULL, -1, "d", 1, bad_gather, &mode, 5000, &failed_member, &group),
+               VKV_ERR_INVALID_ARGUMENT);
+        TRUE(group == NULL);
+        if (failed_member != cases[i].blamed)
+            fprintf(stderr, "misuse(c): allgather mode %d: failed_member %d, expected %d (%s)\n", (int)mode,
+                    failed_member, cases[i].blamed, vkv_last_error_message());
+        TRUE(failed_member == cases[i].blamed);
+        TRUE(vkv_live_handle_count() == baseline);
+    }
+    /* Arguments refused before the allgather runs. */
+    enum gather_mode never = GATHER_FAILS;
+    EXPECT(vkv_group_create, (dev, addr, 2, 2, NULL, -1, NULL, 0, bad_gather, &never, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    EXPECT(vkv_group_create, (dev, addr, 0, 2, &seven, 1, NULL, 0, bad_gather, &never, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    EXPECT(vkv_group_create, (dev, addr, 0, 2, NULL, 1, NULL, 0, bad_gather, &never, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    EXPECT(vkv_group_create, (dev, addr, 0, 2, &one, 1, NULL, 513, bad_gather, &never, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    EXPECT(vkv_group_create, (dev, addr, 0, 2, &one, 1, NULL, 0, NULL, NULL, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    EXPECT(vkv_group_create, (dev, NULL, 0, 2, &one, 1, NULL, 0, bad_gather, &never, 100, &failed_member, &group),
+           VKV_ERR_INVALID_ARGUMENT);
+    TRUE(vkv_live_handle_count() == baseline);
+    /* A group of one forms (nothing to connect); its calls check their ranks. */
+    uint8_t d[VKV_REMOTE_DESCRIPTOR_SIZE] = {0};
+    size_t len = 0;
+    int32_t connected = 1;
+    EXPECT(vkv_group_create, (dev, addr, 0, 1, NULL, -1, "solo", 4, solo_gather, NULL, 5000, &failed_member, &group),
+           VKV_OK);
+    if (group) {
+        EXPECT(vkv_group_descriptor, (group, 0, NULL, 0, &len), VKV_OK);
+        TRUE(len == 4);
+        EXPECT(vkv_group_descriptor, (group, 0, d, 2, &len), VKV_ERR_OUT_OF_BOUNDS);
+        EXPECT(vkv_group_descriptor, (group, 1, d, sizeof d, &len), VKV_ERR_INVALID_ARGUMENT);
+        EXPECT(vkv_group_connected, (group, 0, &connected), VKV_OK);
+        TRUE(connected == 0);
+        EXPECT(vkv_group_write, (group, 1, NULL, 0, 1, d, 0, 10), VKV_ERR_INVALID_HANDLE);
+        EXPECT(vkv_group_close, (group), VKV_OK);
+        EXPECT(vkv_group_close, (group), VKV_ERR_INVALID_HANDLE);
+    }
+    EXPECT(vkv_device_close, (dev), VKV_OK);
+    TRUE(vkv_live_handle_count() == 0);
+}
+
 int main(int argc, char **argv) {
     const char *rdma = NULL;
     if (argc == 3 && strcmp(argv[1], "--rdma") == 0) rdma = argv[2];
@@ -390,6 +499,7 @@ int main(int argc, char **argv) {
     }
     host_checks();
     if (rdma) rdma_checks(rdma);
+    if (rdma) group_checks(rdma);
     printf("misuse(c): %d checks, %d failed%s\n", checks, failures, rdma ? " (with RDMA)" : " (host)");
     return failures ? 1 : 0;
 }

@@ -46,7 +46,9 @@ public final class RDMAGroupTransport: GroupTransport {
         }
         let host = String(text[..<colon])
         return try TransferError.bridge { () throws(VerbsError) in
-            let route = try ResolvedRoute.resolve(host: host, port: port, timeout: min(timeout, .seconds(5)))
+            // Address and route resolution get what is left of the group's timeout: on a loaded
+            // link (ARP under emulation) it can take longer than any fixed few seconds.
+            let route = try ResolvedRoute.resolve(host: host, port: port, timeout: timeout)
             try checkDevice(route.context)
             let (send, receive) = try queues()
             let prepared = try route.prepare(pd: pd, sendCQ: send, receiveCQ: receive, capabilities: capabilities)
