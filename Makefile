@@ -31,7 +31,8 @@ demo: build
 
 # Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, the
 # two-hosts runs (with a mid-stream network cut), the C API (installed, built with gcc/g++ through
-# pkg-config, run on both topologies), docker/Dockerfile built and run in containers, and last, in
+# pkg-config, run on both topologies), Examples/mpi under Open MPI across 4 hosts (test-mpi),
+# docker/Dockerfile built and run in containers, and last, in
 # one boot of the loopback fabric (test-loopback-all), the CLI's loopback, a short soak and the
 # suite's tests the host skipped for want of RDMA inside the rxe fabric, where a missing RDMA
 # device is a failure, not a skip.
@@ -46,6 +47,7 @@ test: build
 	$(MAKE) test-two-hosts
 	$(MAKE) test-odp
 	$(MAKE) test-capi
+	$(MAKE) test-mpi
 	$(MAKE) test-container
 	$(MAKE) test-loopback-all SUITE_TESTS=$(RDMA_TESTS)
 
