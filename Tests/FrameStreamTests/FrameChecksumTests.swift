@@ -4,7 +4,7 @@ import XCTest
 
 /// The frame checksum: what it detects on the CPU, and the GPU shader computing the same value
 /// over a ring of Vulkan memory (lavapipe, with validation: any message fails the test).
-final class FrameChecksumTests: XCTestCase {
+final class FrameChecksumTests: ValidatedTestCase {
     static func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
         var state = seed | 1
         return (0..<count).map { _ in
@@ -38,18 +38,6 @@ final class FrameChecksumTests: XCTestCase {
     }
 
     // MARK: - The GPU's checksum
-
-    private var log = ValidationLog()
-
-    override func setUp() {
-        super.setUp()
-        log = ValidationLog()
-    }
-
-    override func tearDown() {
-        XCTAssertTrue(log.messages.isEmpty, "validation reported:\n" + log.messages.map(\.description).joined(separator: "\n"))
-        super.tearDown()
-    }
 
     /// The bound on a GPU check in these tests: lavapipe compiles the shader at its first dispatch,
     /// which takes a few milliseconds on the host and minutes in the fabric's TCG guest.

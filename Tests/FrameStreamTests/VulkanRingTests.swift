@@ -10,19 +10,7 @@ import XCTest
 /// A frame stream whose receiver's slots are Vulkan memory (lavapipe) registered on the in-memory
 /// twin: every frame checked by the GPU against the sender's checksum, a corrupted one caught and
 /// counted, and GPU work waiting on the receiver's timeline semaphore seeing the frame's bytes.
-final class VulkanRingTests: XCTestCase {
-    private var log = ValidationLog()
-
-    override func setUp() {
-        super.setUp()
-        log = ValidationLog()
-    }
-
-    override func tearDown() {
-        XCTAssertTrue(log.messages.isEmpty, "validation reported:\n" + log.messages.map(\.description).joined(separator: "\n"))
-        super.tearDown()
-    }
-
+final class VulkanRingTests: ValidatedTestCase {
     /// A receiver (on a Vulkan ring) and a sender over one in-memory link, both then used on this thread.
     private func pair(_ options: FrameReceiver.Options, frameSize: Int, falseChecksums: Set<UInt64> = []) throws -> (FrameReceiver, FrameSender) {
         let listener = InMemoryListener(sendQueueDepth: 128, receiveQueueDepth: 128)
