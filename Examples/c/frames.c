@@ -6,7 +6,8 @@
  *                          and flags, a zero timeout, a strategy or timeline without Vulkan), bad
  *                          sender arguments; nothing may be left open
  *   frames --rdma ADDR     also streams over the RDMA device holding ADDR (rxe in the fabric):
- *                          block into host memory, every byte and number checked; drop-oldest and
+ *                          block into host memory (1,000 frames of 1 to 4,096 bytes), every
+ *                          byte and number checked; drop-oldest and
  *                          latest-wins with exact drop counts; a Vulkan ring (the automatic choice)
  *                          with a timeline semaphore signalled per frame; a frame larger than the
  *                          stream's refused with the stream going on; a sender whose frames do not
@@ -216,8 +217,9 @@ static void *accept_thread(void *p) {
 /* Frame f's byte i. */
 static uint8_t pattern(uint64_t f, uint64_t i) { return (uint8_t)(f * 31u + i * 7u + (i >> 8)); }
 
-/* Length of frame f in a stream of frames up to max bytes: every size from 1 to max comes up. */
-static uint64_t length_of(uint64_t f, uint64_t max) { return f % max + 1; }
+/* Length of frame f in a stream of frames up to max bytes: sizes spread over 1 .. max (the first
+ * frame is max bytes, a whole slot). */
+static uint64_t length_of(uint64_t f, uint64_t max) { return (f * 1237 + max - 1) % max + 1; }
 
 struct send_args {
     vkv_frame_sender *sender;
@@ -376,7 +378,7 @@ static void rdma_checks(const char *addr) {
         EXPECT(vkv_frame_receiver_next, (r, 0, &frame, &state), VKV_OK);
         TRUE(state == VKV_FRAME_NONE);
         EXPECT(vkv_frame_receiver_next, (r, 100, &frame, &state), VKV_ERR_TIMEOUT);
-        consume(r, s, 2000, 4096, VKV_FRAME_POLICY_BLOCK, 0, "block, host ring");
+        consume(r, s, 1000, 4096, VKV_FRAME_POLICY_BLOCK, 0, "block, host ring");
         EXPECT(vkv_frame_sender_close, (s), VKV_OK);
         EXPECT(vkv_frame_receiver_close, (r), VKV_OK);
         /* Calls after close. */
