@@ -7,7 +7,7 @@ RDMA_TESTS := .build/rdma-tests
 # The fabric suite's tests in test-loopback-all (a file of XCTest filters); empty: every test.
 SUITE_TESTS ?=
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -64,7 +64,7 @@ lint:
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/demo-hosts scripts/cpu-time scripts/rdma-test-list scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
-	  scripts/container-setup scripts/test-container scripts/frames-fabric \
+	  scripts/container-setup scripts/test-container scripts/frames-fabric Benchmarks/frames-compare Benchmarks/frames-compare-guest \
 	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
@@ -142,6 +142,17 @@ test-container:
 # slow consumer (delivered + dropped = sent), then block into a Vulkan ring (lavapipe, the automatic
 # choice) with every frame checked on the GPU, then the same with frame 17 sent with a false checksum
 # (the receiver must count it and exit 1). Not part of `make test` (four fabric boots under TCG).
+# 100,000 frames of 64 B in block mode over rxe loopback (every one delivered once, in order, its
+# checksum checked), then 100,000 under latest-wins and 5,000 of 4 KiB under drop-oldest with a
+# 100 us consumer (dropped = the frame numbers the consumer never saw, exactly), in one boot with
+# the release build. Not part of `make test`: the block run alone took 350 s in the TCG guest on a
+# loaded machine (README, "Frame streaming").
+test-frames-100k: release
+	$(FABRIC) run --timeout 3000 -- sh -c 'set -e; b=.build/release/vkverbs; \
+	  env VKVERBS_BIN=$$b VKVERBS_FRAMES=100000 VKVERBS_FRAME_SIZE=64 scripts/frames-fabric; \
+	  env VKVERBS_BIN=$$b VKVERBS_FRAMES=100000 VKVERBS_FRAME_SIZE=64 VKVERBS_FRAME_POLICY=latest-wins scripts/frames-fabric; \
+	  env VKVERBS_BIN=$$b VKVERBS_FRAMES=5000 VKVERBS_FRAME_SIZE=4K VKVERBS_FRAME_POLICY=drop-oldest VKVERBS_FRAME_CONSUME=100 scripts/frames-fabric'
+
 test-frames:
 	$(FABRIC) run -- env VKVERBS_FRAMES=500 scripts/frames-fabric
 	$(FABRIC) run -- env VKVERBS_FRAMES=500 VKVERBS_FRAME_POLICY=latest-wins VKVERBS_FRAME_CONSUME=2000 scripts/frames-fabric
@@ -188,6 +199,11 @@ bench-hosts: deps
 # The transfer engine per memory strategy, and the staged pipeline's overlap efficiency.
 bench-transfer: deps
 	Benchmarks/transfer-bench
+
+# `vkverbs frames` (1 MiB frames) against ib_write_bw -s 1048576 between two hosts of the hosts
+# topology, paired rounds; Benchmarks/results/frames-compare.csv, ratios printed.
+bench-frames: deps
+	Benchmarks/frames-compare
 
 # This tree's engine against another build's, paired in one fabric run: BASELINE=path/to/vkverbs.
 bench-transfer-compare: deps

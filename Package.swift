@@ -66,7 +66,8 @@ let package = Package(
         // names itself libvkverbs.so.0 (the file mk/capi.mk installs) and exports only vkv_*.
         .target(
             name: "VkVerbsC",
-            dependencies: ["Verbs", "VulkanMemory", "VulkanRegistration", "Transfer", "CVulkan", "Sharing"],
+            dependencies: ["Verbs", "VulkanMemory", "VulkanRegistration", "Transfer", "CVulkan", "Sharing",
+                           "NumberedStream", "FrameStream"],
             exclude: ["include", "vkverbs.map"],
             linkerSettings: [.unsafeFlags([
                 "-static-stdlib", "-Xlinker", "-soname=libvkverbs.so.0",

@@ -31,14 +31,15 @@ static inline void vk_setup_destroy(struct vk_setup *vk) {
     vk->instance = NULL;
 }
 
-/* Returns 0 on success; prints why and returns 1 otherwise. */
-static inline int vk_setup_create(struct vk_setup *vk, const char *app_name) {
+/* Returns 0 on success; prints why and returns 1 otherwise. With timeline set, the instance is
+ * Vulkan 1.2 and the device has the timelineSemaphore feature (for a frame stream's timeline). */
+static inline int vk_setup_create_with(struct vk_setup *vk, const char *app_name, int timeline) {
     memset(vk, 0, sizeof *vk);
     VkApplicationInfo app;
     memset(&app, 0, sizeof app);
     app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
     app.pApplicationName = app_name;
-    app.apiVersion = VK_API_VERSION_1_1;
+    app.apiVersion = timeline ? VK_API_VERSION_1_2 : VK_API_VERSION_1_1;
     VkInstanceCreateInfo ici;
     memset(&ici, 0, sizeof ici);
     ici.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
@@ -117,6 +118,14 @@ static inline int vk_setup_create(struct vk_setup *vk, const char *app_name) {
     memset(&dci, 0, sizeof dci);
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     dci.pNext = (vk->vkv_flags & VKV_VULKAN_EXTERNAL_MEMORY_RDMA) ? &rdma : NULL;
+    VkPhysicalDeviceTimelineSemaphoreFeatures timeline_features;
+    memset(&timeline_features, 0, sizeof timeline_features);
+    timeline_features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
+    if (timeline) {
+        timeline_features.timelineSemaphore = VK_TRUE;
+        timeline_features.pNext = (void *)dci.pNext;
+        dci.pNext = &timeline_features;
+    }
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
     dci.enabledExtensionCount = vk->extension_count;
@@ -128,6 +137,10 @@ static inline int vk_setup_create(struct vk_setup *vk, const char *app_name) {
         return 1;
     }
     return 0;
+}
+
+static inline int vk_setup_create(struct vk_setup *vk, const char *app_name) {
+    return vk_setup_create_with(vk, app_name, 0);
 }
 
 /* Wraps the objects for libvkverbs. */

@@ -213,7 +213,13 @@ public final class FrameReceiver {
     /// Gives `frame`'s slot back; the credit goes to the sender once a batch is released. A frame
     /// the consumer does not hold is refused (`.notHeld`) and nothing changes.
     public func release(_ frame: Frame) throws(FrameStream.FrameError) {
-        guard held.removeValue(forKey: frame.number) != nil else { throw .notHeld(frame: frame.number) }
+        try release(frame: frame.number)
+    }
+
+    /// Gives the slot of frame number `number` back (as `release(_:)`); the latency is taken from
+    /// the frame as it was handed out, whatever the caller kept of it.
+    public func release(frame number: UInt64) throws(FrameStream.FrameError) {
+        guard let frame = held.removeValue(forKey: number) else { throw .notHeld(frame: number) }
         try state.release(frame.number)
         let now = FrameStream.wallClockNanoseconds()
         statistics.latency.record(now >= frame.sentAtNanoseconds ? now - frame.sentAtNanoseconds : 0)

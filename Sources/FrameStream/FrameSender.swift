@@ -66,7 +66,8 @@ public final class FrameSender {
             (endpoint, answerBytes) = try dialer.dial(hello: FrameWire.encode(hello), sendDepth: options.requestsPerFrame * options.maxSlots + 8,
                                                       receiveDepth: 4, timeout: options.timeout)
         } catch {
-            if case let .connection(failure) = error, failure.reason == .rejected, let why = failure.peerMessage { throw .rejected(why) }
+            // Refused by the peer: with its reason, or (nothing listening there) the transport's.
+            if case let .connection(failure) = error, failure.reason == .rejected { throw .rejected(failure.peerMessage ?? error.description) }
             throw FrameStream.FrameError(error)
         }
         do throws(FrameStream.FrameError) {
@@ -229,8 +230,11 @@ public final class FrameSender {
         }
     }
 
-    /// Waits until the next frame has credit and its staging slot is free again.
-    private func waitForCredit() throws(FrameStream.FrameError) {
+    /// Waits until the next frame has credit and its staging slot is free again, up to `timeout`
+    /// (default: the options'); `.timedOut` when the receiver gave none in time (the stream goes on),
+    /// `.peerLost` when the link went down. A `send` after it posts without waiting.
+    public func waitForCredit(timeout: Duration? = nil) throws(FrameStream.FrameError) {
+        guard !closed else { throw .peerLost("the stream is closed") }
         try readCredit()
         try poll()
         let free = { self.credit.canSend && self.credit.sent - self.completed < UInt64(self.slots) }
@@ -239,7 +243,7 @@ public final class FrameSender {
         try drainSends(until: { () throws(FrameStream.FrameError) in
             try self.readCredit()
             return free()
-        }, what: "waiting for credit (\(credit.granted) of \(credit.sent) frames released by the receiver)")
+        }, what: "waiting for credit (\(credit.granted) of \(credit.sent) frames released by the receiver)", timeout: timeout)
     }
 
     /// Takes the send completions that are there; a failed one means the peer or the link is gone.
@@ -259,8 +263,10 @@ public final class FrameSender {
     }
 
     /// Polls completions (and the link) until `done`, spinning briefly, then napping; bounded by the timeout.
-    private func drainSends(until done: () throws(FrameStream.FrameError) -> Bool, what: String = "waiting for a completion") throws(FrameStream.FrameError) {
-        let deadline = ContinuousClock.now.advanced(by: options.timeout)
+    private func drainSends(until done: () throws(FrameStream.FrameError) -> Bool, what: String = "waiting for a completion",
+                            timeout: Duration? = nil) throws(FrameStream.FrameError) {
+        let limit = timeout ?? options.timeout
+        let deadline = ContinuousClock.now.advanced(by: limit)
         var spins = 0
         while true {
             try poll()
@@ -270,7 +276,7 @@ public final class FrameSender {
                     close()
                     throw .peerLost("the connection went down while \(what)")
                 }
-                if ContinuousClock.now >= deadline { throw .timedOut(what, after: options.timeout) }
+                if ContinuousClock.now >= deadline { throw .timedOut(what, after: limit) }
             }
             spins += 1
             if spins > 4096 { usleep(20) } else if spins > 64 { sched_yield() }

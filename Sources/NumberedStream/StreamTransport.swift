@@ -60,6 +60,11 @@ public final class RDMAStreamAcceptor: StreamAcceptor {
         listener = try Listener(address: bind, port: port)
     }
 
+    /// Takes requests from a listener made elsewhere (the C API's `vkv_listener`).
+    public init(listener: Listener) {
+        self.listener = listener
+    }
+
     public func accept(wait: Duration, sendDepth: Int, receiveDepth: Int, timeout: Duration,
                        decide: ([UInt8]) -> StreamDecision) throws(VerbsError) -> (any ConnectedEndpoint)? {
         let request: ConnectionRequest

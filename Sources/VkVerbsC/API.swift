@@ -16,7 +16,7 @@ private let table = HandleTable.shared
 
 /// VKV_VERSION: major << 16 | minor.
 @_cdecl("vkv_version")
-public func vkv_version() -> UInt32 { (0 << 16) | 1 }
+public func vkv_version() -> UInt32 { (0 << 16) | 2 }
 
 @_cdecl("vkv_status_string")
 public func vkv_status_string(_ status: Int32) -> UnsafePointer<CChar> {
@@ -174,7 +174,7 @@ private func accessFlags(_ access: UInt32) throws -> AccessFlags {
 }
 
 /// VKV_STRATEGY_* <-> MemoryStrategy (0 = automatic; 6 = plain host memory, reported only).
-private let strategies: [Int32: MemoryStrategy] = [
+let vkvStrategies: [Int32: MemoryStrategy] = [
     1: .rdmaAddress, 2: .dmaBuf, 3: .hostPointerImport, 4: .hostVisible, 5: .staged,
 ]
 
@@ -194,7 +194,7 @@ public func vkv_memory_allocate(
         if strategy == 0 {
             wanted = nil
         } else {
-            guard let s = strategies[strategy] else {
+            guard let s = vkvStrategies[strategy] else {
                 throw APIError(.invalidArgument, "unknown strategy \(strategy) (VKV_STRATEGY_AUTO..VKV_STRATEGY_STAGED)")
             }
             wanted = s
@@ -202,7 +202,7 @@ public func vkv_memory_allocate(
         let flags = try accessFlags(access)
         let allocation = try vk.device.allocate(size: size, strategy: wanted, nic: .probe(pd: d.pd))
         let region = try allocation.registrable.register(with: d.pd, access: flags)
-        let code = strategies.first { $0.value == allocation.strategy }!.key
+        let code = vkvStrategies.first { $0.value == allocation.strategy }!.key
         out.pointee = table.insert(MemoryObject(device: d, region: region, allocation: allocation, strategy: code), .memory)
     }
 }

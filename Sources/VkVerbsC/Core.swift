@@ -4,6 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FrameStream
 import Sharing
 import Transfer
 import Verbs
@@ -27,6 +28,8 @@ enum Status: Int32 {
     case vulkan = 12
     case outOfMemory = 13
     case `internal` = 14
+    case `protocol` = 15
+    case corrupted = 16
 
     var name: StaticString {
         switch self {
@@ -45,6 +48,8 @@ enum Status: Int32 {
         case .vulkan: return "VKV_ERR_VULKAN"
         case .outOfMemory: return "VKV_ERR_OUT_OF_MEMORY"
         case .internal: return "VKV_ERR_INTERNAL"
+        case .protocol: return "VKV_ERR_PROTOCOL"
+        case .corrupted: return "VKV_ERR_CORRUPTED"
         }
     }
 }
@@ -67,6 +72,7 @@ func classify(_ error: any Error) -> (Status, String) {
     case let e as VerbsError: return (classify(e), e.description)
     case let e as TransferError: return (classify(e), e.description)
     case let e as VulkanError: return (classify(e), e.description)
+    case let e as FrameStream.FrameError: return (classify(e), e.description)
     default: return (.internal, "\(error)")
     }
 }
@@ -86,6 +92,20 @@ func classify(_ error: VerbsError) -> Status {
         case .disconnected, .deviceRemoved: return .disconnected
         default: return .connection
         }
+    }
+}
+
+func classify(_ error: FrameStream.FrameError) -> Status {
+    switch error {
+    case .invalidOptions, .notHeld: return .invalidArgument
+    case .frameTooLarge: return .outOfBounds
+    case .rejected: return .connection
+    case .protocolError, .badCredit, .slotOutOfRange, .outOfOrder: return .protocol
+    case .corrupted: return .corrupted
+    case .timedOut: return .timeout
+    case .peerLost: return .disconnected
+    case let .transport(e): return classify(e)
+    case let .vulkan(e): return classify(e)
     }
 }
 
@@ -164,9 +184,12 @@ func guarded(_ function: StaticString, _ body: () throws -> Void) -> Int32 {
 
 // MARK: Handles
 
-/// What a handle stands for; kept in the token's low bits so one kind passed as another is caught.
+/// What a handle stands for; kept in the token's low four bits so one kind passed as another is caught.
 enum HandleKind: UInt, CustomStringConvertible {
-    case device = 1, vulkan = 2, memory = 3, listener = 4, connection = 5, group = 6
+    case device = 1, vulkan = 2, memory = 3, listener = 4, connection = 5, group = 6, frameReceiver = 7, frameSender = 8
+
+    static let bits: UInt = 4
+    static let mask: UInt = (1 << bits) - 1
 
     var description: String {
         switch self {
@@ -176,6 +199,8 @@ enum HandleKind: UInt, CustomStringConvertible {
         case .listener: return "vkv_listener"
         case .connection: return "vkv_connection"
         case .group: return "vkv_group"
+        case .frameReceiver: return "vkv_frame_receiver"
+        case .frameSender: return "vkv_frame_sender"
         }
     }
 }
@@ -199,7 +224,7 @@ final class HandleTable: @unchecked Sendable {  // `live` is read and written on
 
     func insert(_ object: AnyObject, _ kind: HandleKind) -> OpaquePointer {
         let token: UInt = lock.withLock {
-            let t = (live.next << 3) | kind.rawValue
+            let t = (live.next << HandleKind.bits) | kind.rawValue
             live.next += 1
             live.objects[t] = object
             return t
@@ -215,8 +240,8 @@ final class HandleTable: @unchecked Sendable {  // `live` is read and written on
         guard let found else {
             throw APIError(.invalidHandle, "\(name) is not a live \(kind) (closed already, or never returned by this library)")
         }
-        guard token & 7 == kind.rawValue, let object = found as? T else {
-            let other = HandleKind(rawValue: token & 7).map { "a \($0)" } ?? "another kind of handle"
+        guard token & HandleKind.mask == kind.rawValue, let object = found as? T else {
+            let other = HandleKind(rawValue: token & HandleKind.mask).map { "a \($0)" } ?? "another kind of handle"
             throw APIError(.invalidHandle, "\(name) is \(other), not a \(kind)")
         }
         return object

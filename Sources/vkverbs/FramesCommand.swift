@@ -44,8 +44,9 @@ struct FramesCommand: ParsableCommand {
     @Option(help: "Memory of the receiver's ring (server): host, auto, rdma-address, dma-buf, host-import, host-visible, staged.")
     var memory: MemoryKind = .host
     @Option(help: "Vulkan device index for the ring (server; default: the first GPU, else the first device).") var vulkanDevice: Int?
-    @Option(help: "Where the receiver computes each frame's checksum: gpu (Vulkan memory; the default there) or cpu (host-visible memory; the default for host).")
+    @Option(help: "Where the receiver computes each frame's checksum: gpu (Vulkan memory; the default there) or cpu (host-visible memory; the default for host); none (both roles, for benchmarks): the sender sends no checksum and writes each slot's pattern once, the receiver checks numbers and lengths only.")
     var checksum: String?
+    @Option(help: "Frames the receiver releases before it returns a credit (server; default a quarter of the slots).") var creditBatch: Int?
     @Option(help: "Fault injection (client): send frame FRAME with a checksum that does not match its bytes; repeatable. The receiver must count it and exit 1.")
     var falseChecksum: [UInt64] = []
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 10
@@ -60,7 +61,9 @@ struct FramesCommand: ParsableCommand {
         if FrameStream.Policy(rawValue: policy) == nil { throw ValidationError("--policy must be block, drop-oldest or latest-wins") }
         if FrameStream.Visibility(rawValue: visibility) == nil { throw ValidationError("--visibility must be none or read-after-write") }
         if server, !falseChecksum.isEmpty { throw ValidationError("--false-checksum is the sender's (--client)") }
-        if let checksum, checksum != "gpu", checksum != "cpu" { throw ValidationError("--checksum must be gpu or cpu") }
+        if let checksum, checksum != "gpu", checksum != "cpu", checksum != "none" { throw ValidationError("--checksum must be gpu, cpu or none") }
+        if !server, let checksum, checksum != "none" { throw ValidationError("--checksum gpu|cpu is the receiver's (--server); a sender takes only none") }
+        if let b = creditBatch, b < 1 || b > slots { throw ValidationError("--credit-batch must be 1 to --slots (\(slots))") }
         if checksumOnGPU, !memory.isVulkan { throw ValidationError("--checksum gpu needs Vulkan memory (--memory auto or a strategy)") }
         if checksumOnGPU, size % 4 != 0 { throw ValidationError("--checksum gpu needs a --frame-size (the slot size) that is a multiple of 4") }
         if timeout <= 0 || rate < 0 || frames == 0 || consumeMicroseconds < 0 { throw ValidationError("--timeout, --frames positive; --rate, --consume-microseconds not negative") }
@@ -87,10 +90,16 @@ struct FramesCommand: ParsableCommand {
         /// Where the receiver computed the checksums (gpu or cpu), and how many frames failed it.
         var checksum: String?
         var corrupted: UInt64?
+        /// The consumer's own count: frame numbers it never saw (must equal `dropped`), and frames
+        /// that came again or out of order (must be 0).
+        var skipped: UInt64?
+        var reordered: UInt64?
     }
 
     /// Whether the receiver checks frames on the GPU.
     var checksumOnGPU: Bool { (checksum ?? (memory.isVulkan ? "gpu" : "cpu")) == "gpu" }
+    /// Whether checksums are off (a benchmark's transport-only run).
+    var checksumOff: Bool { checksum == "none" }
 
     func run() throws {
         let size = Int(parseBytes(frameSize)!)
@@ -104,6 +113,7 @@ struct FramesCommand: ParsableCommand {
         options.policy = FrameStream.Policy(rawValue: policy)!
         options.readyLimit = readyLimit
         options.timeout = .seconds(timeout)
+        options.creditBatch = creditBatch
         // The consumer below checks every frame (on the GPU or the CPU), counting what fails.
         options.verifyChecksums = false
         do {
@@ -134,17 +144,24 @@ struct FramesCommand: ParsableCommand {
             var gpu: GPUFrameChecksum?
             if checksumOnGPU, let allocation {
                 gpu = try GPUFrameChecksum(ring: allocation, timeline: timeline, timeout: .seconds(timeout))
-            } else if let allocation, allocation.hostBytes == nil {
+            } else if !checksumOff, let allocation, allocation.hostBytes == nil {
                 fail("--checksum cpu: the host cannot see \(allocation.strategy.cliName) memory; use --checksum gpu")
             }
             var started: ContinuousClock.Instant?
-            var verified: UInt64 = 0, corrupted: UInt64 = 0
+            var verified: UInt64 = 0, corrupted: UInt64 = 0, skipped: UInt64 = 0, reordered: UInt64 = 0
+            var nextNumber: UInt64 = 0
             while let frame = try receiver.next() {
                 if started == nil { started = .now }
+                // The consumer's own account: every number once, in order; the gaps are what the policy dropped.
+                if frame.number < nextNumber { reordered += 1 } else { skipped += frame.number - nextNumber }
+                nextNumber = max(nextNumber, frame.number + 1)
                 // Every frame is checked: its number and length by the receiver, its bytes against the sender's checksum here.
-                guard let expected = frame.checksum else { throw FrameStream.FrameError.protocolError("frame \(frame.number) carries no checksum") }
+                let expected = frame.checksum
+                if !checksumOff, expected == nil { throw FrameStream.FrameError.protocolError("frame \(frame.number) carries no checksum") }
                 do {
-                    if checksumOnGPU, let gpu {
+                    if checksumOff {
+                        // Numbers and lengths only (the receiver checked them): a transport benchmark.
+                    } else if checksumOnGPU, let gpu {
                         try gpu.verify(frame)
                     } else {
                         guard let bytes = receiver.bytes(of: frame), bytes.count == frame.length else {
@@ -161,13 +178,18 @@ struct FramesCommand: ParsableCommand {
                 try receiver.release(frame)
             }
             let s = receiver.statistics
+            skipped += s.arrived - min(s.arrived, nextNumber)
             let seconds = started.map { FrameSender.seconds(since: $0) } ?? 0
             report(Report(role: "receiver", frames: s.delivered, bytes: s.bytes, seconds: seconds,
                           fps: seconds > 0 ? Double(s.arrived) / seconds : 0, gbps: seconds > 0 ? Double(s.bytes) * 8 / seconds / 1e9 : 0,
                           dropped: s.dropped, delivered: verified + corrupted, creditWaits: nil, creditWrites: s.creditWrites,
                           latencyMicroseconds: s.latency.summary, policy: policy, slots: slots, frameSize: size,
                           memory: allocation?.strategy.cliName ?? "host", vulkanDevice: allocation?.device.physicalDevice.name,
-                          checksum: checksumOnGPU ? "gpu" : "cpu", corrupted: corrupted))
+                          checksum: checksumOff ? "none" : checksumOnGPU ? "gpu" : "cpu", corrupted: corrupted,
+                          skipped: skipped, reordered: reordered))
+            if skipped != s.dropped || reordered != 0 {
+                fail("the consumer saw \(skipped) frame numbers missing (\(s.dropped) dropped) and \(reordered) out of order or repeated")
+            }
             if corrupted > 0 { fail("\(corrupted) of \(verified + corrupted) frames failed their checksum") }
         } catch {
             fail(error)
@@ -181,6 +203,7 @@ struct FramesCommand: ParsableCommand {
         options.timeout = .seconds(timeout)
         options.visibility = FrameStream.Visibility(rawValue: visibility)!
         options.falseChecksums = Set(falseChecksum)
+        options.checksum = !checksumOff
         do {
             let sender = try FrameSender.connect(dialer: RDMAStreamDialer(host: client!, port: port), options: options)
             let start = ContinuousClock.now
@@ -190,7 +213,8 @@ struct FramesCommand: ParsableCommand {
                     let wait = start.advanced(by: interval * Int(f)) - .now
                     if wait > .zero { usleep(UInt32(clamping: wait.components.seconds * 1_000_000 + wait.components.attoseconds / 1_000_000_000_000)) }
                 }
-                try sender.send(length: size) { fill($0, frame: f) }
+                // Without checksums (a benchmark) each staging slot gets its pattern once, as perftest's buffer.
+                try sender.send(length: size) { if !checksumOff || f < UInt64(sender.slots) { fill($0, frame: f) } }
             }
             let sent = try sender.finish()
             let seconds = FrameSender.seconds(since: start)

@@ -226,6 +226,37 @@ final class FrameStreamLogicTests: XCTestCase {
         XCTAssertEqual(taken, 4)
     }
 
+    /// `waitForCredit(timeout:)` (the C API's wait) is bounded by its own timeout against a stalled
+    /// consumer and leaves the stream going; `release(frame:)` frees by number, refuses a frame not
+    /// held, and the latency comes from the frame as handed out, not from what the caller passes.
+    func testWaitForCreditIsBoundedByItsOwnTimeoutAndReleaseByNumber() throws {
+        let (r, s) = try pair(receiver: receiverOptions(slots: 4), sender: senderOptions())
+        defer {
+            r.close()
+            s.close()
+        }
+        for f in 0..<4 as Range<UInt64> { try s.send(length: 8) { Self.pattern(f, $0) } }
+        var held: [FrameReceiver.Frame] = []
+        for _ in 0..<4 { held.append(try XCTUnwrap(try r.next(timeout: .seconds(5)))) }
+        let start = ContinuousClock.now
+        XCTAssertThrowsError(try s.waitForCredit(timeout: .milliseconds(200))) { error in
+            guard case .timedOut = error as? FrameStream.FrameError else { return XCTFail("\(error)") }
+        }
+        let waited = ContinuousClock.now - start
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(200))
+        XCTAssertLessThan(waited, .seconds(5))
+        var forged = held[0]
+        forged.sentAtNanoseconds = 0  // 1970: a latency of 56 years if it were believed
+        try r.release(forged)
+        XCTAssertLessThan(r.statistics.latency.max, 60_000_000_000)
+        for f in held.dropFirst() { try r.release(frame: f.number) }
+        XCTAssertThrowsError(try r.release(frame: 0)) { XCTAssertEqual($0 as? FrameStream.FrameError, .notHeld(frame: 0)) }
+        XCTAssertEqual(r.statistics.released, 4)
+        XCTAssertNil(try r.poll())  // nothing waits: the credit goes back
+        try s.waitForCredit(timeout: .seconds(5))
+        XCTAssertEqual(try s.send(length: 8) { Self.pattern(4, $0) }, 4)
+    }
+
     /// The receiver goes away mid-stream (its link goes down): the sender gets a typed error, not a hang.
     func testAReceiverThatDiesGivesTheSenderATypedError() throws {
         let listener = InMemoryListener()

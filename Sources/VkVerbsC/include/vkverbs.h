@@ -15,6 +15,9 @@
  *   vkv_listener    a passive rdmacm endpoint; vkv_accept gives connections.
  *   vkv_connection  an established reliable connection; posts and waits happen on it.
  *   vkv_group       the members of an application connected through one engine (vkv_group_create).
+ *   vkv_frame_receiver  the receiving end of a frame stream: a ring of slots (Vulkan or host
+ *                   memory) one sender writes frames into, with credits (vkv_frame_receiver_accept).
+ *   vkv_frame_sender    the sending end of a frame stream (vkv_frame_sender_connect).
  *
  *   Every handle is made by one vkv_*_open / allocate / register / listen / accept /
  *   connect call and released by exactly one vkv_*_close call. Handles are opaque tokens,
@@ -62,7 +65,7 @@ extern "C" {
 #endif
 
 #define VKV_VERSION_MAJOR 0
-#define VKV_VERSION_MINOR 1
+#define VKV_VERSION_MINOR 2
 /* vkv_version() returns (major << 16) | minor of the library actually loaded. */
 #define VKV_VERSION ((VKV_VERSION_MAJOR << 16) | VKV_VERSION_MINOR)
 
@@ -79,6 +82,8 @@ typedef struct vkv_memory_s vkv_memory;
 typedef struct vkv_listener_s vkv_listener;
 typedef struct vkv_connection_s vkv_connection;
 typedef struct vkv_group_s vkv_group;
+typedef struct vkv_frame_receiver_s vkv_frame_receiver;
+typedef struct vkv_frame_sender_s vkv_frame_sender;
 
 typedef enum vkv_status {
     VKV_OK = 0,
@@ -95,7 +100,9 @@ typedef enum vkv_status {
     VKV_ERR_SYSTEM = 11,          /* an OS or verbs call failed (errno in the message) */
     VKV_ERR_VULKAN = 12,          /* a Vulkan call failed (VkResult in the message) */
     VKV_ERR_OUT_OF_MEMORY = 13,
-    VKV_ERR_INTERNAL = 14
+    VKV_ERR_INTERNAL = 14,
+    VKV_ERR_PROTOCOL = 15,        /* the peer broke a stream's protocol (bad credit, slot, order, header) */
+    VKV_ERR_CORRUPTED = 16        /* a frame's bytes do not match the sender's checksum */
 } vkv_status;
 
 /* How vkv_memory_allocate makes Vulkan memory reachable by the NIC, best first. */
@@ -312,6 +319,166 @@ vkv_status vkv_group_read(vkv_group *group, int32_t rank, vkv_memory *memory, ui
                           const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms);
 /* Disconnects every member and releases the group. */
 vkv_status vkv_group_close(vkv_group *group);
+
+/* ---- Frame streams ----------------------------------------------------------------- */
+
+/* A frame stream carries frames from one sender into a ring of `slots` slots of the receiver's
+ * memory (Vulkan memory of any strategy, or host memory). Frame f goes into slot f % slots by
+ * RDMA write-with-immediate; the receiver hands frames to its consumer in order, and a released
+ * slot returns a credit to the sender (an RDMA write into the sender's credit word, batched). The
+ * sender may write frame f only while f < (frames released) + slots, so a slot is never written
+ * while the consumer may read it. docs/frame-stream.md describes the protocol.
+ *
+ * Every byte from the peer is checked: a slot or frame number out of range, a header naming
+ * another frame, a credit granting frames never sent end the stream with VKV_ERR_PROTOCOL; the
+ * handle stays valid (close it). Every wait is bounded by a timeout. */
+
+#define VKV_FRAME_MAX_SLOTS 4096
+#define VKV_FRAME_MAX_SIZE (256u << 20)
+
+/* What the receiver does with frames that arrived while its consumer is behind. */
+typedef enum vkv_frame_policy {
+    VKV_FRAME_POLICY_BLOCK = 0,       /* every frame is delivered; the sender waits for credit */
+    VKV_FRAME_POLICY_DROP_OLDEST = 1, /* at most ready_limit frames wait; older ones are dropped */
+    VKV_FRAME_POLICY_LATEST_WINS = 2  /* only the newest arrival waits; every older one is dropped */
+} vkv_frame_policy;
+
+/* vkv_frame_receiver_options.flags */
+enum {
+    /* Check each frame's checksum on the CPU on arrival where the ring is host-visible; a
+     * mismatch ends the stream with VKV_ERR_CORRUPTED. Without it the consumer checks (or not). */
+    VKV_FRAME_VERIFY_CHECKSUMS = 1
+};
+
+/* vkv_frame_sender_connect flags */
+enum {
+    /* Write the payload, read one byte of it back, then announce the frame (for device memory a
+     * NIC writes through a PCIe BAR; docs/frame-stream.md, "Visibility"). */
+    VKV_FRAME_READ_AFTER_WRITE = 1,
+    /* Send no checksums (the receiver's checks are then skipped). */
+    VKV_FRAME_NO_CHECKSUM = 2
+};
+
+/* The receiver's settings; zero-initialize, then set. 32 bytes, no padding. */
+typedef struct vkv_frame_receiver_options {
+    uint64_t slot_size;    /* bytes of a slot: the largest frame (1 .. VKV_FRAME_MAX_SIZE) */
+    uint32_t slots;        /* 1 .. VKV_FRAME_MAX_SLOTS */
+    uint32_t policy;       /* vkv_frame_policy */
+    uint32_t ready_limit;  /* drop-oldest: frames that may wait (0: slots / 2) */
+    uint32_t credit_batch; /* frames released before a credit goes back (0: slots / 4); a credit
+                              also goes back whenever the consumer finds nothing waiting */
+    uint32_t flags;        /* VKV_FRAME_VERIFY_CHECKSUMS */
+    int32_t timeout_ms;    /* bound on every wait inside the stream (not 0; < 0: no limit) */
+} vkv_frame_receiver_options;
+
+/* A frame the consumer holds until vkv_frame_receiver_release. 56 bytes. */
+typedef struct vkv_frame {
+    uint64_t number;       /* frame number, from 0, in order */
+    uint64_t offset;       /* the slot's offset in the ring (slot * slot_size) */
+    uint64_t length;       /* bytes of the frame, at offset */
+    uint64_t sent_at_ns;   /* the sender's CLOCK_REALTIME when it sent the frame */
+    uint64_t checksum;     /* the sender's checksum (docs/frame-stream.md), if has_checksum */
+    uint32_t slot;
+    uint32_t has_checksum;
+    void *data;            /* the bytes as the host sees them; NULL when the ring has no host
+                              mapping (use the ring's VkBuffer at offset) */
+} vkv_frame;
+
+/* vkv_frame_receiver_next's *state */
+enum {
+    VKV_FRAME_NONE = 0,    /* nothing waiting now (timeout_ms 0 only) */
+    VKV_FRAME_READY = 1,   /* *frame is filled; the consumer holds it */
+    VKV_FRAME_ENDED = 2    /* the sender finished and every frame was taken */
+};
+
+/* What the receiver saw. 96 bytes. Latency runs from the sender's timestamp to the consumer's
+ * release, in a log-linear histogram (percentiles within 1/64 of the true value, max exact);
+ * across hosts it is only as good as their clock sync. */
+typedef struct vkv_frame_statistics {
+    uint64_t arrived;      /* frames that arrived */
+    uint64_t delivered;    /* frames handed to the consumer */
+    uint64_t dropped;      /* frames the policy dropped (arrived = delivered + dropped + waiting) */
+    uint64_t released;     /* frames the consumer released */
+    uint64_t bytes;        /* payload bytes that arrived */
+    uint64_t credit_writes;
+    uint64_t latency_count;
+    uint64_t latency_p50_ns;
+    uint64_t latency_p99_ns;
+    uint64_t latency_p999_ns;
+    uint64_t latency_max_ns;
+    double seconds;        /* since the stream was accepted */
+} vkv_frame_statistics;
+
+/* What the sender sent. 32 bytes. */
+typedef struct vkv_frame_sender_summary {
+    uint64_t frames;
+    uint64_t bytes;
+    uint64_t credit_waits; /* times a send (or wait) found no credit and waited for the receiver */
+    double seconds;        /* since connect */
+} vkv_frame_sender_summary;
+
+/* Takes one frame sender from listener within wait_ms (< 0: no limit) and makes its ring:
+ * options->slots slots of options->slot_size bytes.
+ *   vulkan NULL:  the ring is host memory; strategy must be VKV_STRATEGY_HOST.
+ *   vulkan given: the ring is Vulkan memory on its device, allocated once the connection's
+ *                 protection domain exists, with strategy (VKV_STRATEGY_AUTO: the best the
+ *                 device and the NIC take, as vkv_memory_allocate).
+ *   timeline:     VK_NULL_HANDLE, or the application's timeline semaphore on vulkan's device: on
+ *                 the arrival of frame f the library signals it to f + 1 from the host, so GPU
+ *                 work waiting on that value starts without polling. The application keeps it
+ *                 alive until vkv_frame_receiver_close returns.
+ * The options, strategy and timeline are checked first (VKV_ERR_INVALID_ARGUMENT), then the
+ * handles. A sender whose frames do not fit a slot, or whose queues do not take the ring's
+ * slots, is refused with the reason (it sees VKV_ERR_CONNECTION) and the wait goes on; no sender
+ * within wait_ms: VKV_ERR_TIMEOUT. Connections use the RDMA device the request came in on.
+ * Calls on one receiver are serialized (it has one consumer). */
+vkv_status vkv_frame_receiver_accept(vkv_listener *listener, const vkv_frame_receiver_options *options,
+                                     vkv_vulkan *vulkan, vkv_memory_strategy strategy, VkSemaphore timeline,
+                                     int32_t wait_ms, vkv_frame_receiver **out);
+/* The ring: the strategy used (VKV_STRATEGY_HOST for host memory), its host mapping (NULL for
+ * RDMA_ADDRESS and DMA_BUF), its VkBuffer and for STAGED the staging VkBuffer the NIC writes
+ * (VK_NULL_HANDLE otherwise). Slot s is at s * slot_size. Any pointer may be NULL, not all. */
+vkv_status vkv_frame_receiver_ring(vkv_frame_receiver *receiver, vkv_memory_strategy *strategy, void **host_pointer,
+                                   VkBuffer *buffer, VkBuffer *staging_buffer);
+/* The next frame, waiting up to timeout_ms (0: only look, < 0: no limit). *state says whether a
+ * frame was filled in (VKV_FRAME_READY), none is there yet (VKV_FRAME_NONE, timeout 0), or the
+ * stream ended (VKV_FRAME_ENDED). VKV_ERR_TIMEOUT: none came in time (call again). The consumer
+ * holds each frame it gets until it releases it; under every policy a held frame's slot is
+ * never written. */
+vkv_status vkv_frame_receiver_next(vkv_frame_receiver *receiver, int32_t timeout_ms, vkv_frame *frame, int32_t *state);
+/* Gives frame number's slot back (its latency is recorded now). A frame the consumer does not
+ * hold: VKV_ERR_INVALID_ARGUMENT, nothing changes. */
+vkv_status vkv_frame_receiver_release(vkv_frame_receiver *receiver, uint64_t number);
+vkv_status vkv_frame_receiver_statistics(vkv_frame_receiver *receiver, vkv_frame_statistics *statistics);
+/* The latency at or below which a fraction (0 .. 1) of the released frames lie, in ns. */
+vkv_status vkv_frame_receiver_latency_percentile(vkv_frame_receiver *receiver, double fraction, uint64_t *nanoseconds);
+/* Disconnects (bounded) and releases the ring. */
+vkv_status vkv_frame_receiver_close(vkv_frame_receiver *receiver);
+
+/* Connects to the frame receiver at host:port with frames of at most frame_size bytes; max_slots
+ * is the most slots this sender takes (its send queue is sized for them). flags:
+ * VKV_FRAME_READ_AFTER_WRITE, VKV_FRAME_NO_CHECKSUM. timeout_ms (not 0; < 0: no limit) bounds
+ * connecting and every later wait of send and finish. Arguments are checked before anything
+ * is sent. A receiver that refuses (frames larger than its slots, more slots than max_slots):
+ * VKV_ERR_CONNECTION with its reason. The route to host picks the RDMA device. */
+vkv_status vkv_frame_sender_connect(const char *host, uint16_t port, uint64_t frame_size, uint32_t max_slots,
+                                    uint32_t flags, int32_t timeout_ms, vkv_frame_sender **out);
+/* The receiver's ring: its slots and slot size. Either pointer may be NULL, not both. */
+vkv_status vkv_frame_sender_geometry(vkv_frame_sender *sender, uint32_t *slots, uint64_t *slot_size);
+/* Waits up to timeout_ms (0: only look, < 0: no limit) until the next send can post without
+ * waiting (the receiver has given credit for it). VKV_ERR_TIMEOUT: no credit in time (a stalled
+ * receiver); the stream goes on. VKV_ERR_DISCONNECTED: the receiver or the link is gone. */
+vkv_status vkv_frame_sender_wait_credit(vkv_frame_sender *sender, int32_t timeout_ms);
+/* Sends length bytes (at most frame_size; data may be NULL when length is 0) as the next frame
+ * and returns its number in *number (may be NULL). Waits for credit, up to the connect timeout.
+ * A frame larger than frame_size: VKV_ERR_OUT_OF_BOUNDS, nothing sent, the stream goes on. The
+ * bytes are copied before it returns. */
+vkv_status vkv_frame_sender_send(vkv_frame_sender *sender, const void *data, uint64_t length, uint64_t *number);
+/* Ends the stream and waits (up to the connect timeout) until the receiver released every
+ * frame; fills *summary (may be NULL). The connection is closed after; close the handle. */
+vkv_status vkv_frame_sender_finish(vkv_frame_sender *sender, vkv_frame_sender_summary *summary);
+/* Disconnects (bounded); frames not yet released are abandoned. */
+vkv_status vkv_frame_sender_close(vkv_frame_sender *sender);
 
 #ifdef __cplusplus
 } /* extern "C" */
