@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Foundation
+import SelfTest
 import Transfer
 import Verbs
 
