@@ -113,7 +113,7 @@ public final class PeerEngine: Sendable {
 
     /// The completion queues the loop polls (one per queue however many peers share it), the
     /// polls it made of them, and the completions that named no peer of the engine.
-    var completionQueues: (queues: Int, polls: Int, stray: Int) {
+    public var completionQueues: (queues: Int, polls: Int, stray: Int) {
         loop.state.withLock { ($0.router.queues.count, $0.router.polls, $0.router.stray) }
     }
 

@@ -65,7 +65,7 @@ struct PeersBenchCommand: ParsableCommand {
     private func runServer() throws {
         let listener = try Listener(address: bind!, port: port, backlog: Int32(peers))
         print("peers-bench: listening on \(bind!):\(listener.port) for \(peers) peers")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)
         var connections: [Connection] = []
         var keep: [AnyObject] = []
         for _ in 0..<peers {
@@ -78,7 +78,7 @@ struct PeersBenchCommand: ParsableCommand {
             keep.append(buffer)
         }
         print("peers-bench: \(peers) peers connected")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)
         for c in connections { _ = try c.waitForPeerDisconnect(timeout: .seconds(timeout)) }
         print("peers-bench: every peer disconnected")
         withExtendedLifetime(keep) {}
@@ -130,7 +130,7 @@ struct PeersBenchCommand: ParsableCommand {
                     most = max(most, threads)
                     print(String(format: "peers-bench,%d,%d,%d,%.6f,%.2f,%d", r, set.count, bytes, seconds,
                                  Double(bytes) / seconds / 1e6, threads))
-                    FileHandle.standardOutput.synchronizeFile()
+                    fflush(nil)
                 }
             }
             maxThreads = most
@@ -138,7 +138,12 @@ struct PeersBenchCommand: ParsableCommand {
         }
         // Everything made above is released here: the engine closed, the connections, queues,
         // registration and protection domain gone with their last references.
-        let after = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        // The kernel may take a moment to tear down what the last references released.
+        var after = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        for _ in 0..<50 where after.threads != baseline.threads || after.fds != baseline.fds || after.rdma != baseline.rdma {
+            usleep(100_000)
+            after = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        }
         print("peers-bench: threads before \(baseline.threads), at most \(maxThreads) while writing, after close \(after.threads)")
         print("peers-bench: file descriptors before \(baseline.fds), after close \(after.fds)")
         let keys = ["pd", "cq", "qp", "mr", "cm_id"]
