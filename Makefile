@@ -7,7 +7,7 @@ RDMA_TESTS := .build/rdma-tests
 # The fabric suite's tests in test-loopback-all (a file of XCTest filters); empty: every test.
 SUITE_TESTS ?=
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare bench-peers clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -64,6 +64,7 @@ lint:
 	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/demo-hosts scripts/cpu-time scripts/rdma-test-list scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
+	  Benchmarks/peers-compare Benchmarks/peers-compare-guest \
 	  scripts/container-setup scripts/test-container scripts/frames-fabric Benchmarks/frames-compare Benchmarks/frames-compare-guest \
 	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank
 	@echo "lint: shellcheck clean"
@@ -208,6 +209,11 @@ bench-frames: deps
 # This tree's engine against another build's, paired in one fabric run: BASELINE=path/to/vkverbs.
 bench-transfer-compare: deps
 	Benchmarks/transfer-compare
+
+# One PeerEngine writing to 8 peers (on hosts 2 and 3) against the same engine writing to one,
+# paired rounds on the fabric's hosts topology; Benchmarks/results/peers-rounds.csv and the ratio.
+bench-peers: deps
+	Benchmarks/peers-compare
 
 clean:
 	rm -rf .build .build-* .fabric

@@ -111,6 +111,11 @@ static void host_checks(void) {
         EXPECT(vkv_group_descriptor, (NULL, 0, NULL, 0, &len), VKV_ERR_INVALID_HANDLE);
         EXPECT(vkv_group_write, (NULL, 1, NULL, 0, 1, descriptor, 0, 10), VKV_ERR_INVALID_HANDLE);
         EXPECT(vkv_group_read, (NULL, 1, NULL, 0, 1, descriptor, 0, 10), VKV_ERR_INVALID_HANDLE);
+        uint64_t op = 1;
+        EXPECT(vkv_group_post_write, (NULL, 1, NULL, 0, 1, descriptor, 0, 10, &op), VKV_ERR_INVALID_HANDLE);
+        TRUE(op == 0);
+        EXPECT(vkv_group_post_write, (NULL, 1, NULL, 0, 1, descriptor, 0, 10, NULL), VKV_ERR_INVALID_ARGUMENT);
+        EXPECT(vkv_group_wait, (NULL, 1, 10), VKV_ERR_INVALID_HANDLE);
         EXPECT(vkv_group_close, (NULL), VKV_ERR_INVALID_HANDLE);
         TRUE(vkv_group_record_size() > 0);
     }
@@ -483,6 +488,11 @@ static void group_checks(const char *addr) {
         EXPECT(vkv_group_connected, (group, 0, &connected), VKV_OK);
         TRUE(connected == 0);
         EXPECT(vkv_group_write, (group, 1, NULL, 0, 1, d, 0, 10), VKV_ERR_INVALID_HANDLE);
+        uint64_t op = 1;
+        EXPECT(vkv_group_post_write, (group, 1, NULL, 0, 1, d, 0, 10, &op), VKV_ERR_INVALID_HANDLE);
+        TRUE(op == 0);
+        /* An op never posted (or waited for already) is refused. */
+        EXPECT(vkv_group_wait, (group, 7, 10), VKV_ERR_INVALID_ARGUMENT);
         EXPECT(vkv_group_close, (group), VKV_OK);
         EXPECT(vkv_group_close, (group), VKV_ERR_INVALID_HANDLE);
     }

@@ -22,6 +22,9 @@ final class PacedEndpoint: ConnectedEndpoint, @unchecked Sendable {
 
     var pd: ProtectionDomain { inner.pd }
     var sendQueueDepth: Int { inner.sendQueueDepth }
+    var receiveQueueDepth: Int { inner.receiveQueueDepth }
+    var sendCompletionQueue: any CompletionSource { inner.sendCompletionQueue }
+    var receiveCompletionQueue: any CompletionSource { inner.receiveCompletionQueue }
     var maxInlineData: Int { inner.maxInlineData }
     var maxMessageSize: Int { inner.maxMessageSize }
     var isConnected: Bool { inner.isConnected }

@@ -18,6 +18,8 @@ struct EngineCore {
     let maxChunk: Int
     let waitMode: CompletionWaitMode
     let defaultTimeout: Duration
+    /// Receives that may be posted at once (what the completion queue has room for).
+    let receiveLimit: Int
 
     private var nextWR: UInt64 = 1
     private var nextOp: UInt64 = 1
@@ -32,7 +34,8 @@ struct EngineCore {
     private var receives: [Ticket] = []
     private(set) var failure: TransferError?
 
-    init(options: TransferOptions, maxChunk: Int) {
+    init(options: TransferOptions, maxChunk: Int, receiveLimit: Int = .max) {
+        self.receiveLimit = receiveLimit
         window = options.window
         signalInterval = options.signalInterval
         self.maxChunk = maxChunk
@@ -75,6 +78,9 @@ struct EngineCore {
 
     mutating func postReceive(_ endpoint: any ConnectedEndpoint, _ segment: LocalSegment?) throws(TransferError) -> Ticket {
         try checkUsable(endpoint, "receive")
+        guard receives.count < receiveLimit else {
+            throw TransferError.outOfBounds("\(receives.count) receives are posted, as many as the completion queue has room for")
+        }
         let ticket = newTicket()
         try TransferError.bridge { () throws(VerbsError) in try endpoint.postReceive(id: ticket.id, segment: segment) }
         receives.append(ticket)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Sharing
 import Verbs
 
@@ -35,21 +38,25 @@ public final class PeerEngine: Sendable {
 
     // MARK: Peers
 
-    /// Adds a connected endpoint as a peer; `name` appears in its errors. A verbs connection
-    /// needs separate send and receive completion queues.
+    /// Adds a connected endpoint as a peer; `name` appears in its errors. Its completion queues
+    /// join the engine's (polled once per round, however many peers share them); the peer's
+    /// window is cut to the room its send queue has left, its receives to the room its receive
+    /// queue has, and a peer for whom a queue has no room is refused (`.outOfBounds`).
     public func add(_ endpoint: any ConnectedEndpoint, name: String? = nil) throws(TransferError) -> PeerID {
-        if let c = endpoint as? Connection, c.queuePair.sendCQ === c.queuePair.receiveCQ {
-            throw TransferError.invalidArgument("the engine needs separate send and receive completion queues")
-        }
         var o = options
         o.window = max(1, min(o.window, endpoint.sendQueueDepth))
-        o.signalInterval = max(1, min(o.signalInterval, o.window))
         let maxChunk = max(1, min(o.maxChunk ?? (8 << 20), endpoint.maxMessageSize))
         let peer: PeerID = try loop.state.withLock { (s) throws(TransferError) -> PeerID in
             guard !s.closed else { throw TransferError.disconnected(operation: "adding a peer: the engine is closed") }
             let id = PeerID(s.nextPeer)
+            let (window, receives) = try s.router.admit(id, endpoint, window: o.window)
             s.nextPeer += 1
-            s.peers[id] = PeerSlot(endpoint: endpoint, name: name ?? id.description, core: EngineCore(options: o, maxChunk: maxChunk))
+            o.window = window
+            o.signalInterval = max(1, min(o.signalInterval, o.window))
+            let routed = RoutedEndpoint(endpoint, peer: id)
+            s.router.route(id, to: routed)
+            s.peers[id] = PeerSlot(endpoint: routed, name: name ?? id.description,
+                                   core: EngineCore(options: o, maxChunk: maxChunk, receiveLimit: receives))
             return id
         }
         loop.wake.signal()
@@ -64,22 +71,25 @@ public final class PeerEngine: Sendable {
         let (slot, resumes) = loop.state.withLock { s in s.remove(peer, error: .disconnected(operation: "\(peer) was removed")) }
         ProgressLoop.run(resumes)
         guard let slot else { throw TransferError.invalidArgument("\(peer) is not in the engine (never added, or removed)") }
-        try Self.retire(slot, timeout: timeout ?? options.timeout)
+        try retire(peer, slot, timeout: timeout ?? options.timeout)
     }
 
-    /// Flushes what a removed peer had outstanding and disconnects it.
-    private static func retire(_ slot: PeerSlot, timeout: Duration) throws(TransferError) {
-        let endpoint = slot.endpoint
-        if slot.core.sendsInFlight || slot.core.receivesPosted > 0 {
+    /// Flushes what a removed peer had outstanding, takes its completions off the queues it
+    /// shares (the others' go to their peers, as in a round), ends its route and disconnects it.
+    private func retire(_ peer: PeerID, _ slot: PeerSlot, timeout: Duration) throws(TransferError) {
+        guard let endpoint = slot.endpoint as? RoutedEndpoint else { return }
+        if !endpoint.drained {
             try? endpoint.abort()
-            // Flushes come back at once; take them so nothing is left on the queues.
+            // Flushes come back at once: wait (bounded) for the completion of the last request
+            // posted on each queue; after it RC leaves nothing of this peer's.
             let end = ContinuousClock.now.advanced(by: min(timeout, .seconds(1)))
-            while ContinuousClock.now < end {
-                let s = (try? endpoint.pollSendCompletions(max: 64)) ?? []
-                let r = (try? endpoint.pollReceiveCompletions(max: 64)) ?? []
-                if s.isEmpty && r.isEmpty { break }
+            while !endpoint.drained && ContinuousClock.now < end {
+                let routed = loop.state.withLock { s in s.router.pump().routed }
+                if routed > 0 { loop.wake.signal() }
+                if !endpoint.drained { usleep(100) }
             }
         }
+        loop.state.withLock { s in s.router.end(peer) }
         try TransferError.bridge { () throws(VerbsError) in try endpoint.disconnect(timeout: timeout) }
     }
 
@@ -101,6 +111,12 @@ public final class PeerEngine: Sendable {
         }
     }
 
+    /// The completion queues the loop polls (one per queue however many peers share it), the
+    /// polls it made of them, and the completions that named no peer of the engine.
+    public var completionQueues: (queues: Int, polls: Int, stray: Int) {
+        loop.state.withLock { ($0.router.queues.count, $0.router.polls, $0.router.stray) }
+    }
+
     /// How often the progress loop went round, and how often it slept.
     public var loopCounts: (rounds: Int, sleeps: Int) { loop.state.withLock { ($0.rounds, $0.sleeps) } }
 
@@ -108,7 +124,7 @@ public final class PeerEngine: Sendable {
     public func close() {
         let (slots, resumes) = loop.state.withLock { s in s.closeAll() }
         ProgressLoop.run(resumes)
-        for slot in slots { try? Self.retire(slot, timeout: .seconds(1)) }
+        for (peer, slot) in slots { try? retire(peer, slot, timeout: .seconds(1)) }
         loop.stop()
     }
 

@@ -25,6 +25,9 @@ struct PeerSlot: Sendable {
 /// released.
 struct PeerEngineState: Sendable {
     var peers: [PeerID: PeerSlot] = [:]
+    /// The peers' completion queues, polled once per round (a peer being removed keeps its
+    /// route until its flushed completions have come).
+    var router = CompletionRouter()
     var nextPeer: UInt32 = 1
     var nextWait: UInt64 = 1
     var closed = false
@@ -137,8 +140,15 @@ struct PeerEngineState: Sendable {
     mutating func round(now: ContinuousClock.Instant, readEvents: Bool) -> (resumes: Resumes, progressed: Bool, busy: Bool) {
         rounds += 1
         var resumes: Resumes = []
-        var progressed = false
+        let (routed, failed) = router.pump()
+        var progressed = routed > 0
         var busy = false
+        // A queue that cannot be polled any more: its peers cannot learn what completed.
+        for (queue, error) in failed {
+            for peer in router.peers(using: queue) {
+                _ = peers[peer]?.core.recordFailure(.verbs(error))
+            }
+        }
         for peer in Array(peers.keys) {
             guard var slot = peers[peer] else { continue }
             let (didWork, more) = Self.advance(&slot, peer, now: now, readEvents: readEvents)
@@ -223,13 +233,13 @@ struct PeerEngineState: Sendable {
     }
 
     /// Closes: every peer out, every waiter resumed.
-    mutating func closeAll() -> (slots: [PeerSlot], resumes: Resumes) {
+    mutating func closeAll() -> (slots: [(PeerID, PeerSlot)], resumes: Resumes) {
         closed = true
-        var slots: [PeerSlot] = []
+        var slots: [(PeerID, PeerSlot)] = []
         var resumes: Resumes = []
         for peer in Array(peers.keys) {
             let (slot, more) = remove(peer, error: .disconnected(operation: "the engine closed with work on \(peer)"))
-            if let slot { slots.append(slot) }
+            if let slot { slots.append((peer, slot)) }
             resumes += more
         }
         return (slots, resumes)

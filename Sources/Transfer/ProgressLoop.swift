@@ -98,16 +98,7 @@ final class ProgressLoop: Sendable {
             // Block: arm the queues that have channels, look once more (a completion between
             // the last poll and arming raised no event), then sleep.
             let (channels, allChannelled, deadline, ready) = state.withLock { s in
-                var channels: [CompletionChannel] = []
-                var all = true
-                for slot in s.peers.values where slot.hasWork {
-                    guard let c = slot.endpoint as? Connection, let sc = c.queuePair.sendCQ.channel,
-                          let rc = c.queuePair.receiveCQ.channel else { all = false; continue }
-                    _ = try? c.queuePair.sendCQ.requestNotification()
-                    _ = try? c.queuePair.receiveCQ.requestNotification()
-                    if !channels.contains(where: { $0 === sc }) { channels.append(sc) }
-                    if !channels.contains(where: { $0 === rc }) { channels.append(rc) }
-                }
+                let (channels, all) = s.peers.values.contains(where: \.hasWork) ? s.router.arm() : ([], true)
                 let r = s.round(now: .now, readEvents: true)
                 s.sleeps += 1
                 return (channels, all, s.nearestDeadline, r)

@@ -4,29 +4,35 @@ import Verbs
 /// A `GroupTransport` over rdmacm on one device: every member listens on `address` (an IP of
 /// that device; port 0 picks one), publishes "ip:port", and every connection, dialed or
 /// accepted, uses the one protection domain `pd` (so memory registered once reaches every
-/// member) and completion queues tied to one completion channel (so the engine's progress loop
-/// sleeps on one descriptor for all of them).
+/// member) and one send and one receive completion queue, shared by all of them and tied to one
+/// completion channel: the engine's progress loop polls two queues per round however many peers
+/// there are, and sleeps on one descriptor. The queues hold `maxPeers` connections' worth of
+/// completions (the engine reserves each peer's share and refuses a peer beyond them).
 public final class RDMAGroupTransport: GroupTransport {
     public let pd: ProtectionDomain
     public let address: String
     public let port: UInt16
     public let capabilities: QueuePairCapabilities
-    private let channel: CompletionChannel
+    /// The completion queues every connection of this transport completes into.
+    public let sendQueue: CompletionQueue
+    public let receiveQueue: CompletionQueue
 
     public init(pd: ProtectionDomain, address: String, port: UInt16 = 0,
-                capabilities: QueuePairCapabilities = .init()) throws(TransferError) {
+                capabilities: QueuePairCapabilities = .init(), maxPeers: Int = 64) throws(TransferError) {
+        guard maxPeers >= 1, maxPeers <= 4096 else { throw TransferError.invalidArgument("maxPeers must be in 1...4096, got \(maxPeers)") }
         self.pd = pd
         self.address = address
         self.port = port
         self.capabilities = capabilities
-        channel = try TransferError.bridge { () throws(VerbsError) in try CompletionChannel(context: pd.context) }
+        (sendQueue, receiveQueue) = try TransferError.bridge { () throws(VerbsError) in
+            let channel = try CompletionChannel(context: pd.context)
+            return (try CompletionQueue(context: pd.context, capacity: Int(capabilities.maxSendRequests) * maxPeers, channel: channel),
+                    try CompletionQueue(context: pd.context, capacity: Int(capabilities.maxReceiveRequests) * maxPeers, channel: channel))
+        }
     }
 
-    /// Separate send and receive queues (the engine's need) on the shared channel.
-    fileprivate func queues() throws(VerbsError) -> (send: CompletionQueue, receive: CompletionQueue) {
-        (try CompletionQueue(context: pd.context, capacity: Int(capabilities.maxSendRequests), channel: channel),
-         try CompletionQueue(context: pd.context, capacity: Int(capabilities.maxReceiveRequests), channel: channel))
-    }
+    /// The shared queues, for every connection.
+    fileprivate func queues() -> (send: CompletionQueue, receive: CompletionQueue) { (sendQueue, receiveQueue) }
 
     fileprivate func checkDevice(_ context: Context) throws(VerbsError) {
         guard context.isSameDevice(as: pd.context) else {
@@ -50,7 +56,7 @@ public final class RDMAGroupTransport: GroupTransport {
             // link (ARP under emulation) it can take longer than any fixed few seconds.
             let route = try ResolvedRoute.resolve(host: host, port: port, timeout: timeout)
             try checkDevice(route.context)
-            let (send, receive) = try queues()
+            let (send, receive) = queues()
             let prepared = try route.prepare(pd: pd, sendCQ: send, receiveCQ: receive, capabilities: capabilities)
             return try prepared.connect(privateData: hello, timeout: timeout)
         }
@@ -100,7 +106,7 @@ final class RDMAGroupRequest: GroupRequest {
         guard let request = request.take() else { throw TransferError.invalidArgument("the request was answered already") }
         do {
             try transport.checkDevice(request.context)
-            let (send, receive) = try transport.queues()
+            let (send, receive) = transport.queues()
             let prepared = try request.prepare(pd: transport.pd, sendCQ: send, receiveCQ: receive, capabilities: transport.capabilities)
             return try prepared.accept(timeout: timeout)
         } catch {

@@ -19,6 +19,13 @@ public protocol ConnectedEndpoint: AnyObject, Sendable {
     var pd: ProtectionDomain { get }
     /// Send-queue requests the endpoint holds at once.
     var sendQueueDepth: Int { get }
+    /// Receives the endpoint holds posted at once.
+    var receiveQueueDepth: Int { get }
+    /// The queue its send-queue requests complete into (other endpoints' may too: a shared
+    /// completion queue). Whoever polls it directly takes every endpoint's completions.
+    var sendCompletionQueue: any CompletionSource { get }
+    /// The queue its receives complete into (may be `sendCompletionQueue`, may be shared).
+    var receiveCompletionQueue: any CompletionSource { get }
     /// Inline payload a send request may carry.
     var maxInlineData: Int { get }
     /// The largest message one work request may move.
@@ -67,6 +74,9 @@ extension PreparedSend: PreparedPost {}
 
 extension Connection: ConnectedEndpoint {
     public var sendQueueDepth: Int { Int(queuePair.capabilities.maxSendRequests) }
+    public var receiveQueueDepth: Int { Int(queuePair.capabilities.maxReceiveRequests) }
+    public var sendCompletionQueue: any CompletionSource { queuePair.sendCQ }
+    public var receiveCompletionQueue: any CompletionSource { queuePair.receiveCQ }
     public var maxInlineData: Int { Int(queuePair.capabilities.maxInlineData) }
 
     /// The active port's message size limit (1 GiB when the port cannot be read).

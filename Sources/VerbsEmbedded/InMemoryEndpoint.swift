@@ -17,15 +17,25 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
     let side: Int
     let limits: Limits
     let state: LinkState
+    let sendQueue: InMemoryCompletionQueue
+    let receiveQueue: InMemoryCompletionQueue
 
-    init(side: Int, pd: ProtectionDomain, limits: Limits, state: LinkState) {
+    init(side: Int, pd: ProtectionDomain, limits: Limits, state: LinkState,
+         sendQueue: InMemoryCompletionQueue? = nil, receiveQueue: InMemoryCompletionQueue? = nil) {
         self.side = side
         self.pd = pd
         self.limits = limits
         self.state = state
+        self.sendQueue = sendQueue ?? InMemoryCompletionQueue(capacity: limits.sendQueueDepth)
+        self.receiveQueue = receiveQueue ?? InMemoryCompletionQueue(capacity: limits.receiveQueueDepth)
+        self.sendQueue.attach(self, .send)
+        self.receiveQueue.attach(self, .receive)
     }
 
     public var sendQueueDepth: Int { limits.sendQueueDepth }
+    public var receiveQueueDepth: Int { limits.receiveQueueDepth }
+    public var sendCompletionQueue: any CompletionSource { sendQueue }
+    public var receiveCompletionQueue: any CompletionSource { receiveQueue }
     public var maxInlineData: Int { limits.maxInlineData }
     public var maxMessageSize: Int { limits.maxMessageSize }
     public var isConnected: Bool { state.core.withLock { $0.sides[side].connected } }
@@ -93,7 +103,14 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
         if full { throw VerbsError.system(verb: "ibv_post_recv", errno: ENOMEM) }
     }
 
-    public func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
+    /// Polls this endpoint's completion queue: the completions of every endpoint that shares it.
+    public func pollSendCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try sendQueue.poll(max: max) }
+
+    public func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] { try receiveQueue.poll(max: max) }
+
+    /// The send completions this endpoint's queue pair has generated and its completion queue
+    /// has not taken yet (a held completion stays).
+    func takeSendCompletions(max: Int = .max) -> [WorkCompletion] {
         state.core.withLock { c in
             c.pump(state)
             let taken = c.sides[side].sendCompletions.prefix(Swift.max(0, Swift.min(max, c.sides[side].visibleSend)))
@@ -104,7 +121,15 @@ public final class InMemoryEndpoint: ConnectedEndpoint {
         }
     }
 
-    public func pollReceiveCompletions(max: Int) throws(VerbsError) -> [WorkCompletion] {
+    /// Completions generated for `queue` that no poll has taken (held ones included).
+    func completionsHeld(_ queue: InMemoryLink.Queue) -> Int {
+        state.core.withLock { c in
+            c.pump(state)
+            return queue == .send ? c.sides[side].sendCompletions.count : c.sides[side].receiveCompletions.count
+        }
+    }
+
+    func takeReceiveCompletions(max: Int = .max) -> [WorkCompletion] {
         state.core.withLock { c in
             c.pump(state)
             let taken = c.sides[side].receiveCompletions.prefix(Swift.max(0, Swift.min(max, c.sides[side].visibleReceive)))

@@ -35,14 +35,18 @@ public final class InMemoryLink: Sendable {
     ///   - receiveQueueDepth: receives an endpoint holds posted.
     ///   - maxInlineData: the inline payload limit.
     ///   - maxMessageSize: the largest message of one request.
+    ///   - sendCompletions, receiveCompletions: completion queues end `a` completes into, shared
+    ///     with other links' (nil: a private one each, as deep as the queue it serves).
     public init(sendQueueDepth: Int = 128, receiveQueueDepth: Int = 128, maxInlineData: Int = 256,
-                maxMessageSize: Int = 1 << 30) {
+                maxMessageSize: Int = 1 << 30, sendCompletions: InMemoryCompletionQueue? = nil,
+                receiveCompletions: InMemoryCompletionQueue? = nil) {
         let device = Context(inMemoryNamed: "in-memory")
         let limits = InMemoryEndpoint.Limits(sendQueueDepth: max(1, sendQueueDepth), receiveQueueDepth: max(1, receiveQueueDepth),
                                              maxInlineData: max(0, maxInlineData), maxMessageSize: max(1, maxMessageSize))
         let regs = [InMemoryRegistrations(keyBase: 0x0100_0000), InMemoryRegistrations(keyBase: 0x0200_0000)]
         state = LinkState(registrations: regs)
-        a = InMemoryEndpoint(side: 0, pd: ProtectionDomain(inMemory: device, registry: regs[0]), limits: limits, state: state)
+        a = InMemoryEndpoint(side: 0, pd: ProtectionDomain(inMemory: device, registry: regs[0]), limits: limits, state: state,
+                             sendQueue: sendCompletions, receiveQueue: receiveCompletions)
         b = InMemoryEndpoint(side: 1, pd: ProtectionDomain(inMemory: device, registry: regs[1]), limits: limits, state: state)
     }
 

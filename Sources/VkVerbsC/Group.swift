@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sharing
 import Transfer
 import Verbs
 
@@ -12,6 +13,10 @@ private let table = HandleTable.shared
 final class GroupObject {
     let device: DeviceObject
     let group: PeerGroup
+    /// Writes posted with vkv_group_post_write and not yet waited for, by op (each keeps its
+    /// local segment, and so its registration, until then). Bounded: wait for what you post.
+    let pending = Locked<(next: UInt64, ops: [UInt64: (PeerTicket, LocalSegment)])>((1, [:]))
+    static let maxPending = 4096
 
     init(device: DeviceObject, group: PeerGroup) {
         self.device = device
@@ -135,6 +140,45 @@ public func vkv_group_write(_ group: OpaquePointer?, _ rank: Int32, _ memory: Op
         let segment = try g.memory(memory).segment(offset: offset, length: length, "local range")
         try g.group.engine.write(to: try g.peer(rank), segment, remote: try remoteBuffer(remoteDescriptor), at: remoteOffset,
                                  timeout: duration(milliseconds: timeoutMilliseconds))
+    }
+}
+
+@_cdecl("vkv_group_post_write")
+public func vkv_group_post_write(_ group: OpaquePointer?, _ rank: Int32, _ memory: OpaquePointer?, _ offset: UInt64, _ length: UInt64,
+                                 _ remoteDescriptor: UnsafePointer<UInt8>?, _ remoteOffset: UInt64, _ timeoutMilliseconds: Int32,
+                                 _ op: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    guarded("vkv_group_post_write") {
+        let out = try requireOut(op, "op")
+        out.pointee = 0
+        let g = try table.lookup(group, .group, as: GroupObject.self, name: "group")
+        let segment = try g.memory(memory).segment(offset: offset, length: length, "local range")
+        let full = g.pending.withLock { $0.ops.count >= GroupObject.maxPending }
+        if full { throw APIError(.outOfBounds, "\(GroupObject.maxPending) posted writes were not waited for: vkv_group_wait them") }
+        let ticket = try g.group.engine.postWrite(to: try g.peer(rank), segment, remote: try remoteBuffer(remoteDescriptor),
+                                                  at: remoteOffset, timeout: duration(milliseconds: timeoutMilliseconds))
+        out.pointee = g.pending.withLock { p in
+            defer { p.next += 1 }
+            p.ops[p.next] = (ticket, segment)
+            return p.next
+        }
+    }
+}
+
+@_cdecl("vkv_group_wait")
+public func vkv_group_wait(_ group: OpaquePointer?, _ op: UInt64, _ timeoutMilliseconds: Int32) -> Int32 {
+    guarded("vkv_group_wait") {
+        let g = try table.lookup(group, .group, as: GroupObject.self, name: "group")
+        guard let (ticket, _) = g.pending.withLock({ $0.ops[op] }) else {
+            throw APIError(.invalidArgument, "op \(op) was not posted on this group, or was waited for already")
+        }
+        do {
+            try g.group.engine.wait(for: ticket, timeout: duration(milliseconds: timeoutMilliseconds))
+        } catch {
+            // A timeout leaves it pending (wait again); any other error ends it.
+            if case .timedOut? = error as? TransferError {} else { _ = g.pending.withLock { $0.ops.removeValue(forKey: op) } }
+            throw error
+        }
+        _ = g.pending.withLock { $0.ops.removeValue(forKey: op) }
     }
 }
 

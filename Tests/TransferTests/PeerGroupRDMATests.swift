@@ -73,4 +73,63 @@ final class PeerGroupRDMATests: RDMATestCase {
         let after = try resourceCounts()
         for key in ["qp", "cq", "mr", "cm_id"] { XCTAssertEqual(after[key], baseline[key], "\(key) back to the baseline") }
     }
+
+    /// Over rxe: each member's connections share one send and one receive completion queue (the
+    /// transport's); a member removes a peer while writes to it and to another are in flight: the
+    /// removed peer's flushed completions stay its own (none stray, none taken for the other's),
+    /// the other's writes all complete with the right bytes, and the counts come back.
+    func testPeersShareTwoCompletionQueuesAndARemovedPeersFlushesStayItsOwn() throws {
+        let baseline = try baselineCounts()
+        let size = 3, chunk = 64 << 10, writes = 32
+        let pd = self.pd!, address = env.address
+        do {
+            let allgather = InProcessAllgather(size: size)
+            let regions = try (0..<size).map { rank -> MemoryRegion in
+                let r = try pd.register(try HostBuffer(count: chunk * writes), access: [.localWrite, .remoteWrite, .remoteRead])
+                for i in 0..<r.length { r.bytes![i] = UInt8(truncatingIfNeeded: i &* 3 &+ rank &* 17) }
+                return r
+            }
+            let outcomes = members(size) { rank -> Result<PeerGroup, GroupError> in
+                Result { () throws(GroupError) in
+                    let transport: RDMAGroupTransport
+                    do throws(TransferError) { transport = try RDMAGroupTransport(pd: pd, address: address) } catch { throw GroupError.transfer(error) }
+                    return try PeerGroup(rank: rank, size: size, descriptor: regions[rank].remoteBuffer.encoded, transport: transport,
+                                         options: .init(timeout: .seconds(20)), timeout: .seconds(30)) { try allgather.gather(rank: rank, $0) }
+                }
+            }
+            let groups = try outcomes.map { try $0.get() }
+            for g in groups {
+                XCTAssertEqual(g.connectedRanks.count, size - 1)
+                XCTAssertEqual(g.engine.completionQueues.queues, 2, "two peers, one send and one receive queue")
+            }
+            // Member 0 writes its memory into members 1 and 2 at once, then removes member 1 mid-stream.
+            let g = groups[0]
+            let toOne = try RemoteBuffer(decoding: g.descriptor(of: 1)!), toTwo = try RemoteBuffer(decoding: g.descriptor(of: 2)!)
+            var one: [PeerTicket] = [], two: [PeerTicket] = []
+            for k in 0..<writes {
+                let segment = try regions[0].segment(offset: k * chunk, length: chunk)
+                one.append(try g.engine.postWrite(to: g.peer(1)!, segment, remote: toOne, at: UInt64(k * chunk)))
+                two.append(try g.engine.postWrite(to: g.peer(2)!, segment, remote: toTwo, at: UInt64(k * chunk)))
+            }
+            // The removal flushes, routes and ends the peer at once; its last step, the disconnect,
+            // waits for member 1's side to answer, which an engine with no work of its own on that
+            // connection does only when it next reads its events: that wait may time out.
+            do {
+                try g.engine.remove(g.peer(1)!, timeout: .seconds(5))
+            } catch {
+                guard case .timedOut = error else { throw error }
+            }
+            XCTAssertFalse(g.engine.peers.contains(g.peer(1)!), "member 1 is out of the engine")
+            for t in two { try g.engine.wait(for: t, timeout: .seconds(30)) }
+            XCTAssertNil(g.engine.failure(of: g.peer(2)!))
+            XCTAssertEqual(Array(regions[2].bytes!), Array(regions[0].bytes!), "member 2 got every byte")
+            XCTAssertEqual(g.engine.completionQueues.stray, 0, "every completion went to its peer")
+            XCTAssertThrowsError(try g.engine.wait(for: one.last!, timeout: .seconds(1)), "the removed peer's operations are gone")
+            // And the queues still serve: member 0 writes to member 2 again.
+            try g.engine.write(to: g.peer(2)!, try regions[0].segment(offset: 0, length: 4096), remote: toTwo)
+            for g in groups { g.close() }
+        }
+        let after = try resourceCounts()
+        for key in ["qp", "cq", "mr", "cm_id"] { XCTAssertEqual(after[key], baseline[key], "\(key) back to the baseline") }
+    }
 }

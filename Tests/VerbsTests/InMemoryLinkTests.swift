@@ -178,4 +178,36 @@ final class InMemoryLinkTests: XCTestCase {
         link.releaseCompletions(.a)
         XCTAssertEqual(try link.a.pollSendCompletions(max: 8).map(\.status), [.flushed])
     }
+
+    func testASharedCompletionQueueTakesEveryEndpointsCompletionsInEachOnesOrderAndOverruns() throws {
+        let queue = InMemoryCompletionQueue(capacity: 4)
+        let links = [InMemoryLink(sendCompletions: queue), InMemoryLink(sendCompletions: queue)]
+        XCTAssertEqual(queue.endpoints, 2)
+        XCTAssertTrue(links[0].a.sendCompletionQueue === links[1].a.sendCompletionQueue)
+        XCTAssertFalse(links[0].a.receiveCompletionQueue === links[1].a.receiveCompletionQueue, "receives keep their own")
+        let sources = try links.map { try region($0.a.pd) }
+        let targets = try links.map { try region($0.b.pd) }
+        for (i, l) in links.enumerated() {
+            for k in 0..<2 {
+                try l.a.postSend(SendRequest(id: UInt64(10 * i + k), operation: .write(targets[i].remoteBuffer, offset: 0),
+                                             segment: try sources[i].segment(offset: 0, length: 64)))
+            }
+        }
+        // Either endpoint's poll takes from the one queue: all four, each link's in its order.
+        let all = try links[1].a.pollSendCompletions(max: 16)
+        XCTAssertEqual(all.count, 4)
+        XCTAssertEqual(all.map(\.workRequestID).filter { $0 < 10 }, [0, 1])
+        XCTAssertEqual(all.map(\.workRequestID).filter { $0 >= 10 }, [10, 11])
+        XCTAssertEqual(queue.mostHeld, 4)
+        // Five outstanding in a queue of four: overrun, and the queue fails from then on.
+        for (i, l) in links.enumerated() {
+            for k in 0..<(i == 0 ? 3 : 2) {
+                try l.a.postSend(SendRequest(id: UInt64(k), operation: .write(targets[i].remoteBuffer, offset: 0),
+                                             segment: try sources[i].segment(offset: 0, length: 64)))
+            }
+        }
+        XCTAssertThrowsError(try queue.poll(max: 1))
+        XCTAssertTrue(queue.overrun)
+        XCTAssertThrowsError(try links[0].a.pollSendCompletions(max: 1))
+    }
 }

@@ -315,6 +315,16 @@ vkv_status vkv_group_descriptor(vkv_group *group, int32_t rank, void *buffer, si
  * remote_offset, waiting up to timeout_ms for completion. Memory must be on the group's device. */
 vkv_status vkv_group_write(vkv_group *group, int32_t rank, vkv_memory *memory, uint64_t offset, uint64_t length,
                            const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms);
+/* Posts the RDMA write vkv_group_write makes without waiting for its completion (only, up to
+ * timeout_ms, for room in the member's window); *op names it for vkv_group_wait. Writes to one
+ * member complete in the order posted. At most 4096 may be posted and not yet waited for
+ * (VKV_ERR_OUT_OF_BOUNDS beyond). */
+vkv_status vkv_group_post_write(vkv_group *group, int32_t rank, vkv_memory *memory, uint64_t offset, uint64_t length,
+                                const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms,
+                                uint64_t *op);
+/* Waits up to timeout_ms for a write vkv_group_post_write posted. VKV_ERR_TIMEOUT leaves it
+ * pending (wait again); any other result ends it. */
+vkv_status vkv_group_wait(vkv_group *group, uint64_t op, int32_t timeout_ms);
 vkv_status vkv_group_read(vkv_group *group, int32_t rank, vkv_memory *memory, uint64_t offset, uint64_t length,
                           const uint8_t remote[VKV_REMOTE_DESCRIPTOR_SIZE], uint64_t remote_offset, int32_t timeout_ms);
 /* Disconnects every member and releases the group. */
