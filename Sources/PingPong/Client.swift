@@ -165,6 +165,7 @@ public enum PingPongClient {
         let warmup = config.warmup
         var measured = config.iterations
         let answered = operation == .send || operation == .writeImm
+        let receivePost = peer.receivePost
         // write: where our answer's tag goes out from, and where the server's lands.
         var outTag: UnsafeMutableRawPointer?
         var inTag: UnsafeMutableRawPointer?
@@ -215,7 +216,7 @@ public enum PingPongClient {
                 try peer.waitSend("waiting for the read")
             }
             let t1 = vkv_cycles()
-            if answered { try peer.postReceives() }
+            if answered { try peer.postReceives(through: receivePost) }
             try peer.reapSends()
             // A counter that went backwards (a migration between CPUs whose counters disagree)
             // gives a 0 sample, visible as t_min, rather than a wrapped one that ruins the average.

@@ -305,13 +305,22 @@ final class Peer {
         }
     }
 
+    /// The receive `postReceives` reposts on verbs, for a loop to hold while it runs
+    /// (`postReceives(through:)`).
+    var receivePost: PreparedReceive? { preparedReceive }
+
     /// Keeps `receiveDepth` receives posted into the receive half (sends and write-with-immediate consume them).
     @inline(__always)
-    func postReceives() throws(PingPongError) {
+    func postReceives() throws(PingPongError) { try postReceives(through: preparedReceive) }
+
+    /// `postReceives` through `prepared` (this peer's `receivePost`), which the caller holds for
+    /// the whole loop, so no post takes and drops a reference to it.
+    @inline(__always)
+    func postReceives(through prepared: PreparedReceive?) throws(PingPongError) {
         while postedReceives < Self.receiveDepth {
             do {
-                if let preparedReceive {
-                    try preparedReceive.post()
+                if let prepared {
+                    try prepared.post()
                 } else if let verbs {
                     try verbs.postReceive(id: 0, segment: receiveHalf)
                 } else {

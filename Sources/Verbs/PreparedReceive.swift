@@ -36,7 +36,7 @@ public final class PreparedReceive {
     }
 
     /// Posts the receive again.
-    @inlinable
+    @inlinable @inline(__always)
     public func post() throws(VerbsError) {
         let rc = ibv_post_recv(rawQP, wr, bad)
         if rc != 0 { throw Self.failure(rc) }

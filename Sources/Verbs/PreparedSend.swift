@@ -45,7 +45,7 @@ public final class PreparedSend {
     /// `signaled`. `immediate` replaces the immediate data of a write or send with immediate.
     /// Inlinable: a latency loop's post is these few stores and the provider's call; the
     /// failure's message is built out of line.
-    @inlinable
+    @inlinable @inline(__always)
     public func post(id: UInt64, signaled: Bool, immediate: UInt32? = nil) throws(VerbsError) {
         wr.pointee.wr_id = id
         wr.pointee.send_flags = signaled ? flags | IBV_SEND_SIGNALED.rawValue : flags
