@@ -141,63 +141,113 @@ public enum PingPongClient {
     /// The step's round trips (single reads for read), in cycle-counter ticks (`CycleClock`).
     static func latency(_ peer: Peer, _ config: PingPongConfiguration, size: Int, stopped: inout Bool,
                         progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
-        let cap = config.warmup + config.iterations
-        try startStep(peer, size: size, total: cap)
+        try startStep(peer, size: size, total: config.warmup + config.iterations)
         let prepared = try peer.prepare(config.operation, size: size)
-        // Samples stay in cycle-counter ticks (see CycleClock): the statistics scale them.
-        var samples: [UInt64] = []
-        samples.reserveCapacity(config.iterations)
+        // On verbs the request is a PreparedSend: the loop specialized for it posts it without a
+        // dynamic call (the post itself is inlined from Verbs).
+        if let direct = prepared as? PreparedSend {
+            return try latencyLoop(peer, direct, config, size: size, stopped: &stopped, progress: progress)
+        }
+        return try latencyLoop(peer, prepared, config, size: size, stopped: &stopped, progress: progress)
+    }
+
+    /// How often a read latency step tells the server it is alive: the server hears nothing
+    /// else from us until the step's end. (A write or send step's server hears every iteration.)
+    static let heartbeatNanoseconds: UInt64 = 2_000_000_000
+
+    /// `latency`'s loop for one prepared request. What runs every iteration is the post, the
+    /// wait for the answer, the receive's repost and the sample; everything time-based (progress
+    /// lines, a read step's heartbeats) sits behind one comparison with the cycle counter that
+    /// is never true when there is none of it to do (`progressInterval` nil, not a read).
+    private static func latencyLoop<P: PreparedPost>(_ peer: Peer, _ prepared: P, _ config: PingPongConfiguration, size: Int,
+                                                    stopped: inout Bool, progress: (String) -> Void) throws(PingPongError) -> [UInt64] {
+        let operation = config.operation
+        let warmup = config.warmup
         var measured = config.iterations
-        var warmupStart: UInt64 = 0
-        let reportEvery = CycleClock.ticks(nanoseconds: 2_000_000_000)
-        var lastReport = vkv_cycles()
+        let answered = operation == .send || operation == .writeImm
+        let receivePost = peer.receivePost
+        // write: where our answer's tag goes out from, and where the server's lands.
+        var outTag: UnsafeMutableRawPointer?
+        var inTag: UnsafeMutableRawPointer?
+        if operation == .write {
+            guard let bytes = peer.memory.hostBytes else {
+                throw .protocolError("write latency spins on the buffer's last byte, which the host cannot see in \(peer.memory.description)")
+            }
+            outTag = bytes + peer.half + size - 1
+            inTag = bytes + size - 1
+        }
+        // Samples stay in cycle-counter ticks (see CycleClock): the statistics scale them. The
+        // array is made at its full size once; the loop fills it in order.
+        var samples = [UInt64](repeating: 0, count: measured)
+        let reportTicks = config.progressInterval.map { CycleClock.ticks(nanoseconds: nanoseconds($0)) }
+        let beatTicks = operation == .read ? CycleClock.ticks(nanoseconds: heartbeatNanoseconds) : nil
+        let checkTicks = min(reportTicks ?? .max, beatTicks ?? .max)
+        let warmupStart = vkv_cycles()
+        var lastCheck = warmupStart, lastReport = warmupStart, lastBeat = warmupStart
+        var t: UInt8 = 0  // tag(i), kept rolling: 1, 2, ..., 255, 1, ...
         var i = 0
-        while i < config.warmup + measured {
+        while i < warmup + measured {
             if stopRequested.load(ordering: .relaxed) {
                 try? peer.waitSend("draining the send queue")
                 try? finishStep(peer, count: i)
                 stopped = true
+                samples.removeLast(samples.count - max(0, i - warmup))
                 return samples
             }
-            if i == 0 { warmupStart = vkv_cycles() }
-            if i == config.warmup && config.duration != nil {
+            if i == warmup && config.duration != nil {
                 let warmupTicks = vkv_cycles() - warmupStart
                 measured = measuredCount(config, warmupNanoseconds: UInt64(Double(warmupTicks) * CycleClock.nanosecondsPerTick))
             }
+            t = t == 255 ? 1 : t &+ 1
             let t0 = vkv_cycles()
-            switch config.operation {
+            switch operation {
             case .write:
-                let t = tag(i)
-                (peer.memory.hostBytes! + peer.half + size - 1).storeBytes(of: t, as: UInt8.self)
+                outTag!.storeBytes(of: t, as: UInt8.self)
                 try peer.post(prepared)
-                try peer.waitLastByte(size: size, tag: t, "waiting for the server's write")
+                _ = try peer.waitByte(inTag!, tag: t, "waiting for the server's write")
             case .writeImm:
                 try peer.post(prepared, immediate: UInt32(truncatingIfNeeded: i))
-                guard try peer.waitReceive("waiting for the server's write with immediate") != nil else { throw .protocolError("server ended the step") }
+                guard try peer.waitReceive("waiting for the server's write with immediate") else { throw .protocolError("server ended the step") }
             case .send:
                 try peer.post(prepared)
-                guard try peer.waitReceive("waiting for the server's reply") != nil else { throw .protocolError("server ended the step") }
+                guard try peer.waitReceive("waiting for the server's reply") else { throw .protocolError("server ended the step") }
             case .read:
                 try peer.post(prepared, signaled: true)
                 try peer.waitSend("waiting for the read")
             }
             let t1 = vkv_cycles()
-            if config.operation == .send || config.operation == .writeImm { try peer.postReceives() }
+            if answered { try peer.postReceives(through: receivePost) }
             try peer.reapSends()
             // A counter that went backwards (a migration between CPUs whose counters disagree)
             // gives a 0 sample, visible as t_min, rather than a wrapped one that ruins the average.
-            if i >= config.warmup { samples.append(t1 > t0 ? t1 - t0 : 0) }
+            if i >= warmup { samples[i - warmup] = t1 > t0 ? t1 - t0 : 0 }
             i += 1
-            if t1 &- lastReport > reportEvery {
-                progress(i <= config.warmup ? "\(formatBytes(size)): warm-up, \(i)/\(config.warmup) iterations"
-                                            : "\(formatBytes(size)): \(i - config.warmup)/\(measured) iterations")
-                try peer.sendHeartbeat()
-                lastReport = t1
+            if t1 &- lastCheck > checkTicks {
+                lastCheck = t1
+                if let reportTicks, t1 &- lastReport > reportTicks {
+                    progress(i <= warmup ? "\(formatBytes(size)): warm-up, \(i)/\(warmup) iterations"
+                                         : "\(formatBytes(size)): \(i - warmup)/\(measured) iterations")
+                    lastReport = t1
+                }
+                if let beatTicks, t1 &- lastBeat > beatTicks {
+                    try peer.sendHeartbeat()
+                    lastBeat = t1
+                }
             }
         }
         try peer.waitSend("draining the send queue")
         try finishStep(peer, count: i)
+        samples.removeLast(samples.count - measured)
         return samples
+    }
+
+    /// A duration in nanoseconds, 0 for a negative one and UInt64.max for one beyond it.
+    static func nanoseconds(_ d: Duration) -> UInt64 {
+        let c = d.components
+        guard c.seconds >= 0 else { return 0 }
+        let (whole, overflow) = UInt64(c.seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, over) = whole.addingReportingOverflow(UInt64(clamping: c.attoseconds / 1_000_000_000))
+        return overflow || over ? .max : sum
     }
 
     static func bandwidth(_ peer: Peer, _ config: PingPongConfiguration, size: Int,
@@ -207,11 +257,13 @@ public enum PingPongClient {
         do throws(PingPongError) {
             var measured = config.iterations
             if config.warmup > 0 {
-                let warm = try stream(peer, request, count: config.warmup, window: config.window, label: nil, progress: progress)
+                let warm = try stream(peer, request, count: config.warmup, window: config.window, label: nil,
+                                      reportEvery: .max, progress: progress)
                 if config.duration != nil, let last = warm.last { measured = measuredCount(config, warmupNanoseconds: max(1, last.nanoseconds)) }
             }
             let points = try stream(peer, request, count: measured, window: config.window,
-                                    label: formatBytes(size), progress: progress)
+                                    label: config.progressInterval == nil ? nil : formatBytes(size),
+                                    reportEvery: config.progressInterval.map(nanoseconds) ?? .max, progress: progress)
             try finishStep(peer, count: config.warmup + measured)
             return points
         } catch .interrupted {
@@ -221,16 +273,18 @@ public enum PingPongClient {
     }
 
     /// Posts `count` messages keeping `window` in flight, every `moderation`-th and the last one
-    /// signaled, and returns (messages done, nanoseconds) at each signaled completion.
-    private static func stream(_ peer: Peer, _ request: SendRequest, count: Int, window: Int,
-                               label: String?, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
+    /// signaled, and returns (messages done, nanoseconds) at each signaled completion. A line
+    /// with `label` goes to `progress` every `reportEvery` nanoseconds; the server gets a
+    /// heartbeat every `heartbeatNanoseconds` (it waits for our "done" the whole step).
+    private static func stream(_ peer: Peer, _ request: SendRequest, count: Int, window: Int, label: String?,
+                               reportEvery: UInt64, progress: (String) -> Void) throws(PingPongError) -> [(count: Int, nanoseconds: UInt64)] {
         let moderation = max(1, min(64, window / 2))
         let endpoint = peer.endpoint
         var checkpoints: [(count: Int, nanoseconds: UInt64)] = []
         checkpoints.reserveCapacity(count / moderation + 2)
         var posted = 0, completed = 0
         let start = vkv_monotonic_ns()
-        var lastProgress = start, lastReport = start
+        var lastProgress = start, lastReport = start, lastBeat = start
         while completed < count {
             if stopRequested.load(ordering: .relaxed) { throw .interrupted }
             while posted < count && posted - completed < window {
@@ -257,10 +311,13 @@ public enum PingPongClient {
                 if now - lastProgress > peer.timeoutNanoseconds { throw .timedOut("waiting for completions (\(completed) of \(count))") }
                 try peer.checkAliveEvery(4096)
             }
-            if now - lastReport > 2_000_000_000 {
-                if let label { progress("\(label): \(completed)/\(count) messages") }
-                try peer.sendHeartbeat()
+            if let label, now - lastReport > reportEvery {
+                progress("\(label): \(completed)/\(count) messages")
                 lastReport = now
+            }
+            if now - lastBeat > heartbeatNanoseconds {
+                try peer.sendHeartbeat()
+                lastBeat = now
             }
         }
         return checkpoints

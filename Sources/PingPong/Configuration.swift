@@ -109,6 +109,11 @@ public struct PingPongConfiguration: Sendable, Codable {
     /// busy-polling. Latency of send and write-imm only: those are the steps whose answer is a
     /// completion.
     public var events = false
+    /// How often the client reports a long step's progress (the `progress` callback); nil:
+    /// never, so nothing in a step's loop depends on how long it runs (counted runs,
+    /// `vkverbs pingpong --no-progress`). Heartbeats to the server go on where it needs them
+    /// (read latency and bandwidth, whose server hears nothing else for the whole step).
+    public var progressInterval: Duration? = .seconds(2)
 
     /// perftest's default inline size for write latency on devices it knows (DEF_INLINE_WRITE).
     public static let defaultLatencyInline = 220

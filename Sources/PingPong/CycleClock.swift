@@ -24,7 +24,8 @@ enum CycleClock {
 
     /// Ticks in `nanoseconds` (for deadlines kept in ticks).
     static func ticks(nanoseconds: UInt64) -> UInt64 {
-        UInt64(Double(nanoseconds) / nanosecondsPerTick)
+        let ticks = Double(nanoseconds) / nanosecondsPerTick
+        return ticks < 18_446_744_073_709_551_615.0 ? UInt64(ticks) : .max
     }
 
     /// Converts tick intervals to nanoseconds.

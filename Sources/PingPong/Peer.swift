@@ -20,6 +20,9 @@ final class Peer {
     let endpoint: any ConnectedEndpoint
     /// The connection's queue pair when the endpoint is a `Connection`: the spin loops' fast path.
     private let verbs: QueuePair?
+    /// On a `Connection` whose buffer takes local writes: the receive into `receiveHalf`,
+    /// built once, that `postReceives` posts again and again.
+    private let preparedReceive: PreparedReceive?
     let memory: PingPongMemory
     let mailbox: MemoryRegion
     let outbox: MemoryRegion
@@ -35,7 +38,8 @@ final class Peer {
     /// 32 bytes of control message, then the client's 8-byte heartbeat counter.
     static let mailboxSize = 64
     static let heartbeatOffset: UInt64 = 32
-    private var heartbeat: UInt64 = 0
+    /// Heartbeats posted so far (the last value written into the peer's mailbox).
+    private(set) var heartbeat: UInt64 = 0
 
     /// The first half of the buffer, where every receive lands.
     let receiveHalf: LocalSegment
@@ -50,7 +54,18 @@ final class Peer {
         self.mailbox = mailbox
         self.outbox = outbox
         self.timeout = timeout
-        do { receiveHalf = try memory.region.segment(offset: 0, length: memory.region.length / 2) } catch { throw .verbs(error) }
+        do {
+            receiveHalf = try memory.region.segment(offset: 0, length: memory.region.length / 2)
+            // Without local write no receive can be posted into the buffer: postReceives then
+            // goes through the queue pair, which says why.
+            if let verbs, memory.region.access.contains(.localWrite) {
+                preparedReceive = try PreparedReceive(queuePair: verbs, id: 0, segment: receiveHalf)
+            } else {
+                preparedReceive = nil
+            }
+        } catch {
+            throw .verbs(error)
+        }
     }
 
     /// A peer on an already connected `endpoint` with a buffer of two `bufferSize`-byte halves of
@@ -154,8 +169,10 @@ final class Peer {
     // MARK: Posting and polling
 
     /// Posts a prepared request; unsignaled ones are retired by the next signaled one, and one
-    /// in 32 is signaled so the send queue never fills up with unretired requests.
-    func post(_ prepared: any PreparedPost, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
+    /// in 32 is signaled so the send queue never fills up with unretired requests. Generic, so a
+    /// loop that knows its request is a `PreparedSend` posts it without a dynamic call.
+    @inline(__always)
+    func post<P: PreparedPost>(_ prepared: P, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
         wrID += 1
         let signal = signaled || unsignaled >= 31
         do { try prepared.post(id: wrID, signaled: signal, immediate: immediate) } catch { throw .verbs(error) }
@@ -190,7 +207,12 @@ final class Peer {
     var aliveCounter = 0
 
     /// Retires send completions that are there, without waiting.
+    @inline(__always)
     func reapSends() throws(PingPongError) {
+        if pendingSignals > 0 { try reapPendingSends() }
+    }
+
+    private func reapPendingSends() throws(PingPongError) {
         while pendingSignals > 0 {
             var failure: WorkCompletion?
             let n = try v { () throws(VerbsError) in try pollSends { wc in if !wc.isSuccess && failure == nil { failure = wc } } }
@@ -225,38 +247,42 @@ final class Peer {
     /// (`eventQueue`) sleeps on its channel. The caller posts a receive in its place
     /// (`postReceives`) once its answer is on the way: with `receiveDepth` posted there is no
     /// hurry, and the repost then stays off the round trip.
-    func waitReceive(_ what: String) throws(PingPongError) -> WorkCompletion? {
+    /// Returns true for a receive that succeeded, false when the peer ended the step instead.
+    @inline(__always)
+    func waitReceive(_ what: String) throws(PingPongError) -> Bool {
         if let eventQueue { return try waitReceiveEvent(eventQueue, what) }
         var clock = WaitClock()
         var spins = 0
         while true {
-            let got: WorkCompletion?
+            let got: CompletionPoll
             do { got = try pollOneReceive() } catch { throw .verbs(error) }
-            if let wc = got { return try received(wc, what) }
+            switch got {
+            case .empty: break
+            case .success:
+                postedReceives -= 1
+                return true
+            case .failure(let wc): try failed(wc, what)
+            }
             spins += 1
             if spins & 0xFFF == 0 {
                 try checkAlive(what)
-                if peerFinishedEarly { return nil }
+                if peerFinishedEarly { return false }
                 if clock.expired(after: timeoutNanoseconds) { throw .timedOut("\(what) (after \(timeout))") }
             }
         }
     }
 
-    /// A receive completion taken off the queue: a failed one ends the step with its cause.
-    private func received(_ wc: WorkCompletion, _ what: String) throws(PingPongError) -> WorkCompletion {
-        guard wc.isSuccess else {
-            if wc.status == .flushed { throw .peerGone("while \(what)") }
-            do { try wc.check() } catch { throw .verbs(error) }
-            throw .protocolError("receive failed with \(wc.status)")
-        }
-        postedReceives -= 1
-        return wc
+    /// A failed receive completion taken off the queue ends the step with its cause.
+    private func failed(_ wc: WorkCompletion, _ what: String) throws(PingPongError) -> Never {
+        if wc.status == .flushed { throw .peerGone("while \(what)") }
+        do { try wc.check() } catch { throw .verbs(error) }
+        throw .protocolError("receive failed with \(wc.status)")
     }
 
     /// `waitReceive` in event mode: arms the queue and sleeps on its channel (the connection's
     /// events watched too, so a peer that leaves wakes it), `eventSlice` at a time, the whole wait
     /// bounded by the peer's timeout.
-    private func waitReceiveEvent(_ cq: CompletionQueue, _ what: String) throws(PingPongError) -> WorkCompletion? {
+    private func waitReceiveEvent(_ cq: CompletionQueue, _ what: String) throws(PingPongError) -> Bool {
         let start = vkv_monotonic_ns()
         let connection = endpoint as? Connection
         while true {
@@ -268,18 +294,38 @@ final class Peer {
             } catch {
                 throw .verbs(error)
             }
-            if let wc = got.first { return try received(wc, what) }
+            if let wc = got.first {
+                guard wc.isSuccess else { try failed(wc, what) }
+                postedReceives -= 1
+                return true
+            }
             try checkAlive(what)
-            if peerFinishedEarly { return nil }
+            if peerFinishedEarly { return false }
             if vkv_monotonic_ns() - start > timeoutNanoseconds { throw .timedOut("\(what) (after \(timeout))") }
         }
     }
 
+    /// The receive `postReceives` reposts on verbs, for a loop to hold while it runs
+    /// (`postReceives(through:)`).
+    var receivePost: PreparedReceive? { preparedReceive }
+
     /// Keeps `receiveDepth` receives posted into the receive half (sends and write-with-immediate consume them).
-    func postReceives() throws(PingPongError) {
+    @inline(__always)
+    func postReceives() throws(PingPongError) { try postReceives(through: preparedReceive) }
+
+    /// `postReceives` through `prepared` (this peer's `receivePost`), which the caller holds for
+    /// the whole loop, so no post takes and drops a reference to it.
+    @inline(__always)
+    func postReceives(through prepared: PreparedReceive?) throws(PingPongError) {
         while postedReceives < Self.receiveDepth {
             do {
-                if let verbs { try verbs.postReceive(id: 0, segment: receiveHalf) } else { try endpoint.postReceive(id: 0, segment: receiveHalf) }
+                if let prepared {
+                    try prepared.post()
+                } else if let verbs {
+                    try verbs.postReceive(id: 0, segment: receiveHalf)
+                } else {
+                    try endpoint.postReceive(id: 0, segment: receiveHalf)
+                }
             } catch {
                 throw .verbs(error)
             }
@@ -306,9 +352,11 @@ final class Peer {
     }
 
     /// At most one receive completion, without waiting or allocating on verbs.
-    private func pollOneReceive() throws(VerbsError) -> WorkCompletion? {
-        if let verbs { return try verbs.receiveCQ.pollOne() }
-        return try endpoint.pollReceiveCompletions(max: 1).first
+    @inline(__always)
+    private func pollOneReceive() throws(VerbsError) -> CompletionPoll {
+        if let verbs { return try verbs.receiveCQ.pollOneStatus() }
+        guard let wc = try endpoint.pollReceiveCompletions(max: 1).first else { return .empty }
+        return wc.isSuccess ? .success : .failure(wc)
     }
 
     /// `CompletionQueue.poll` with a body that cannot throw: only its own errors come out.
@@ -333,7 +381,12 @@ final class Peer {
     /// Returns false when the peer ended the step instead.
     @discardableResult
     func waitLastByte(size: Int, tag: UInt8, _ what: String) throws(PingPongError) -> Bool {
-        let p = memory.hostBytes! + (size - 1)
+        try waitByte(memory.hostBytes! + (size - 1), tag: tag, what)
+    }
+
+    /// `waitLastByte` with the byte's address worked out once per step (`p`, in our buffer).
+    @inline(__always)
+    func waitByte(_ p: UnsafeMutableRawPointer, tag: UInt8, _ what: String) throws(PingPongError) -> Bool {
         var clock = WaitClock()
         var spins = 0
         while vkv_load_acquire_u8(p) != tag {

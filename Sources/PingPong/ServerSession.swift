@@ -57,11 +57,11 @@ struct ServerSession {
                     (bytes + peer.half + size - 1).storeBytes(of: tag(i), as: UInt8.self)
                     try peer.post(prepared!)
                 case .writeImm:
-                    guard try peer.waitReceive("waiting for the client's write with immediate") != nil else { break loop }
+                    guard try peer.waitReceive("waiting for the client's write with immediate") else { break loop }
                     try peer.post(prepared!, immediate: UInt32(truncatingIfNeeded: i))
                     try peer.postReceives()
                 case .send:
-                    guard try peer.waitReceive("waiting for the client's message") != nil else { break loop }
+                    guard try peer.waitReceive("waiting for the client's message") else { break loop }
                     try peer.post(prepared!)
                     try peer.postReceives()
                 case .read:
@@ -72,7 +72,7 @@ struct ServerSession {
             }
         } else if operation == .writeImm || operation == .send {
             // Consume (and re-post) receives until the client says it is done.
-            while try peer.waitReceive("receiving the client's messages") != nil { try peer.postReceives() }
+            while try peer.waitReceive("receiving the client's messages") { try peer.postReceives() }
             // RC ordering: every message posted before the client's "done" has landed; take their completions.
             var failure: WorkCompletion?
             while try v({ () throws(VerbsError) in

@@ -17,20 +17,30 @@ public struct LatencyStatistics: Codable, Sendable, Equatable {
     /// As perftest does, the two largest samples are dropped when there are enough.
     public init?(bytes: Int, samples: [UInt64], halve: Bool, nanosecondsPerSample: Double = 1) {
         guard !samples.isEmpty else { return nil }
-        var sorted = samples.sorted()
+        var sorted = samples
+        sorted.sort()
         if sorted.count > 10 { sorted.removeLast(2) }
         let scale = nanosecondsPerSample * (halve ? 0.5 : 1.0) / 1000.0
-        let us = sorted.map { Double($0) * scale }
-        func percentile(_ p: Double) -> Double { us[Swift.min(us.count - 1, Int((p * Double(us.count)).rounded(.up)) - 1)] }
-        let avg = us.reduce(0, +) / Double(us.count)
-        let variance = us.reduce(0) { $0 + ($1 - avg) * ($1 - avg) } / Double(us.count)
+        let n = Double(sorted.count)
+        // Straight from the sorted samples, scaled as each is read: no array of converted copies.
+        func us(_ k: Int) -> Double { Double(sorted[k]) * scale }
+        func percentile(_ p: Double) -> Double { us(Swift.min(sorted.count - 1, Int((p * n).rounded(.up)) - 1)) }
+        var sum = 0.0
+        for x in sorted { sum += Double(x) * scale }
+        let avg = sum / n
+        var squares = 0.0
+        for x in sorted {
+            let d = Double(x) * scale - avg
+            squares += d * d
+        }
         self.bytes = bytes
         iterations = samples.count
-        min = us.first!
-        max = us.last!
-        typical = us.count % 2 == 1 ? us[us.count / 2] : (us[us.count / 2 - 1] + us[us.count / 2]) / 2
+        min = us(0)
+        max = us(sorted.count - 1)
+        let mid = sorted.count / 2
+        typical = sorted.count % 2 == 1 ? us(mid) : (us(mid - 1) + us(mid)) / 2
         average = avg
-        stdev = variance.squareRoot()
+        stdev = (squares / n).squareRoot()
         p99 = percentile(0.99)
         p999 = percentile(0.999)
     }

@@ -78,6 +78,10 @@ struct PingPongCommand: ParsableCommand {
     var maxMemory: String = "256M"
     @Option(help: "A file holding a shared key (at least 16 bytes) both sides must know.") var secretFile: String?
     @Option(help: "Client: keep retrying this many seconds while no server listens yet.") var retry: Int = 0
+    @Flag(help: ArgumentHelp("Client: no progress lines on standard error during long steps.",
+                             discussion: "Nothing in a write, write-imm or send latency step's loop then depends on how long the step "
+                                 + "runs (make bench-count counts instructions per iteration so)."))
+    var noProgress = false
     @Flag(help: "Print JSON instead of the table.") var json = false
     @Flag(help: "Print CSV instead of the table.") var csv = false
     @Flag(name: [.customShort("R"), .customLong("rdma_cm")], help: "Accepted as perftest -R: connections always go through rdma_cm.")
@@ -159,6 +163,7 @@ struct PingPongCommand: ParsableCommand {
         config.device = device
         config.inline = inline
         config.events = events
+        if noProgress { config.progressInterval = nil }
         let result: PingPongResult
         do {
             result = try PingPongClient.run(host: client!, port: port, config: config, retry: .seconds(retry),

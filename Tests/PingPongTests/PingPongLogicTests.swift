@@ -148,6 +148,36 @@ final class PingPongLogicTests: XCTestCase {
         }
     }
 
+    /// `progressInterval` nil (`--no-progress`): no progress line in any step; a tiny interval on
+    /// the same runs reports, so the setting is what stops them. A write, write-imm or send latency
+    /// step never posts a heartbeat (its server hears from the client every iteration), so nothing
+    /// time-based runs in its loop.
+    func testProgressLinesOnlyWhenAsked() throws {
+        let runs: [(RDMAOperation, MeasurementKind)] = [(.write, .latency), (.writeImm, .latency), (.send, .latency), (.write, .bandwidth)]
+        for (operation, measurement) in runs {
+            for interval in [Duration?.none, .nanoseconds(1)] {
+                var c = config(operation, measurement, sizes: [64])
+                c.progressInterval = interval
+                let p = try pair(c)
+                let session = try SessionThread(p.server, operation: operation, measurement: measurement)
+                var lines: [String] = []
+                let result = try PingPongClient.measure(p.client, c, device: "in-memory", progress: { lines.append($0) })
+                guard case .success = session.wait(.seconds(20)) else { return XCTFail("\(operation) \(measurement): the session failed") }
+                XCTAssertFalse(result.interrupted)
+                let what = "\(operation) \(measurement), progress every \(interval.map { "\($0)" } ?? "never")"
+                if interval == nil {
+                    XCTAssertEqual(lines, [], what)
+                } else {
+                    XCTAssertFalse(lines.isEmpty, what)
+                    XCTAssertTrue(lines.allSatisfy { $0.hasPrefix("64 B: ") }, "\(what): \(lines.prefix(3))")
+                }
+                if measurement == .latency { XCTAssertEqual(p.client.heartbeat, 0, what) }
+                try p.link.a.disconnect(timeout: .seconds(1))
+                try p.link.b.disconnect(timeout: .seconds(1))
+            }
+        }
+    }
+
     // MARK: Hostile control messages
 
     /// Writes four raw words into the server's mailbox as the client's next control message.
