@@ -3,17 +3,20 @@ import Sharing
 
 /// Measures which queue family copies fastest, for `CopyQueueFamily.automatic`: on a device of
 /// its own with one queue in every family that can copy (buffers shared between them all), each
-/// family copies `smallBytes` and `largeBytes` from device-local into host-visible memory, each
-/// copy recorded once, submitted and waited for by polling; the families take turns, `rounds`
-/// times after `warmup` unmeasured turns, so that a drift of the machine's speed hits them alike.
+/// family in turn copies 4 KiB, 1 MiB and 16 MiB between device-local and host-visible memory,
+/// both ways, each copy recorded once, submitted and waited for by polling, `warmup` times
+/// unmeasured and `repeats` times measured, back to back on that family as a ring or a runner
+/// uses it (the first submission after another family's work can cost over 100 us on an H200,
+/// which a measurement alternating families copy by copy mistook for the family's own cost). The
+/// families take turns `rounds` times, so that a drift of the machine's speed hits them alike.
 /// The medians rank them (`CopyQueueChoice.pick`). The answer is kept per process and device
-/// (vendor, device, driver version and pipeline cache UUID), so later devices skip it. It takes
-/// a device creation and a few milliseconds of copies on an H200.
+/// (vendor, device, driver version and pipeline cache UUID), so later devices skip it. It takes a
+/// device creation and about 0.1 s of copies on an H200.
 enum CopyFamilyCalibration {
-    static let smallBytes: UInt64 = 4 << 10
-    static let largeBytes: UInt64 = 1 << 20
-    static let rounds = 24
-    static let warmup = 3
+    static let sizes: [UInt64] = [4 << 10, 1 << 20, 16 << 20]
+    static let rounds = 3
+    static let warmup = 2
+    static let repeats = 5
     /// Each copy's wait ends with an error after this.
     static let timeout: Duration = .seconds(5)
 
@@ -44,46 +47,49 @@ enum CopyFamilyCalibration {
     }
 
     /// The timings of `families` (the main family first) on a device made for the measurement.
-    static func measure(physicalDevice: PhysicalDevice, options: VulkanDevice.Options, families: [UInt32])
-        throws(VulkanError) -> [CopyFamilyTiming]
+    static func measure(physicalDevice: PhysicalDevice, options: VulkanDevice.Options, families: [UInt32],
+                        sizes: [UInt64] = sizes, rounds: Int = rounds) throws(VulkanError) -> [CopyFamilyTiming]
     {
+        guard let largest = sizes.max(), largest > 0, rounds > 0 else { throw .invalidArgument("nothing to measure") }
         var measuring = options
         measuring.queueFamilies = families
         let device = try VulkanDevice(physicalDevice: physicalDevice, options: measuring)
-        let source = try DeviceBuffer(device: device, size: largeBytes, hostVisible: false)
-        let destination = try DeviceBuffer(device: device, size: largeBytes, hostVisible: true)
+        let local = try DeviceBuffer(device: device, size: largest, hostVisible: false)
+        let host = try DeviceBuffer(device: device, size: largest, hostVisible: true)
         let poll = HostWait(spin: timeout)
-        // Per family, a runner per size, each holding its recording.
-        var runners: [(family: UInt32, small: GPUCommandRunner, large: GPUCommandRunner)] = []
+        let copies = sizes.flatMap { size in [(size, "d2h"), (size, "h2d")] }
+        // Per family, a runner per copy, each holding its recording.
+        var runners: [(family: UInt32, copies: [GPUCommandRunner])] = []
         for family in families {
             guard let queue = device.queue(family: family) else { continue }
-            func runner(_ size: UInt64) throws(VulkanError) -> GPUCommandRunner {
+            var list: [GPUCommandRunner] = []
+            for (size, direction) in copies {
                 let r = try GPUCommandRunner(device: device, on: queue, hostWait: poll)
-                try r.record(timeout: timeout, closing: .copyToHost) { (rec) throws(VulkanError) in
-                    try rec.copy(from: source, to: destination, size: size)
+                try r.record(timeout: timeout, closing: direction == "d2h" ? .copyToHost : .full) { (rec) throws(VulkanError) in
+                    try rec.copy(from: direction == "d2h" ? local : host, to: direction == "d2h" ? host : local, size: size)
                 }
-                return r
+                list.append(r)
             }
-            runners.append((family, try runner(smallBytes), try runner(largeBytes)))
+            runners.append((family, list))
         }
-        var small = [[Double]](repeating: [], count: runners.count)
-        var large = [[Double]](repeating: [], count: runners.count)
-        for round in 0..<(warmup + rounds) {
-            for (i, r) in runners.enumerated() {
-                let t0 = monotonicNanoseconds()
-                try r.small.runRecorded(timeout: timeout)
-                let t1 = monotonicNanoseconds()
-                try r.large.runRecorded(timeout: timeout)
-                let t2 = monotonicNanoseconds()
-                guard round >= warmup else { continue }
-                small[i].append(Double(t1 - t0) / 1e3)
-                large[i].append(Double(t2 - t1) / 1e3)
+        var samples = [[[Double]]](repeating: [[Double]](repeating: [], count: copies.count), count: runners.count)
+        for _ in 0..<rounds {
+            for (f, family) in runners.enumerated() {
+                for (c, runner) in family.copies.enumerated() {
+                    for n in 0..<(warmup + repeats) {
+                        let t0 = monotonicNanoseconds()
+                        try runner.runRecorded(timeout: timeout)
+                        let t1 = monotonicNanoseconds()
+                        if n >= warmup { samples[f][c].append(Double(t1 - t0) / 1e3) }
+                    }
+                }
             }
         }
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        return runners.indices.map { i in
-            CopyFamilyTiming(family: runners[i].family, smallBytes: smallBytes, smallMicroseconds: median(small[i]),
-                             largeBytes: largeBytes, largeMicroseconds: median(large[i]))
+        return runners.indices.map { f in
+            CopyFamilyTiming(family: runners[f].family, copies: copies.indices.map { c in
+                CopyFamilyTiming.Copy(bytes: copies[c].0, direction: copies[c].1, microseconds: median(samples[f][c]))
+            })
         }
     }
 

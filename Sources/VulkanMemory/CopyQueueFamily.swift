@@ -79,26 +79,43 @@ public struct QueueFamilyTraits: Sendable, Hashable, Codable {
     }
 }
 
-/// One family's measured cost: the median wall time of a small and of a large copy, each
-/// submitted and waited for in turn (device-local -> host-visible memory).
+/// One family's measured cost: per copy (size and direction, between device-local and
+/// host-visible memory), the median wall time of submitting it and waiting for it, the copies
+/// run back to back on that family.
 public struct CopyFamilyTiming: Sendable, Hashable, Codable {
-    public var family: UInt32
-    public var smallBytes: UInt64
-    public var smallMicroseconds: Double
-    public var largeBytes: UInt64
-    public var largeMicroseconds: Double
+    public struct Copy: Sendable, Hashable, Codable {
+        public var bytes: UInt64
+        /// "d2h" (device-local -> host-visible) or "h2d".
+        public var direction: String
+        public var microseconds: Double
 
-    public init(family: UInt32, smallBytes: UInt64, smallMicroseconds: Double, largeBytes: UInt64, largeMicroseconds: Double) {
-        self.family = family
-        self.smallBytes = smallBytes
-        self.smallMicroseconds = smallMicroseconds
-        self.largeBytes = largeBytes
-        self.largeMicroseconds = largeMicroseconds
+        public init(bytes: UInt64, direction: String, microseconds: Double) {
+            self.bytes = bytes
+            self.direction = direction
+            self.microseconds = microseconds
+        }
     }
 
-    /// What the families are ranked by: a small plus a large copy, the fixed cost per submission
-    /// and the rate both counting.
-    public var score: Double { smallMicroseconds + largeMicroseconds }
+    public var family: UInt32
+    public var copies: [Copy]
+
+    public init(family: UInt32, copies: [Copy]) {
+        self.family = family
+        self.copies = copies
+    }
+
+    /// The geometric mean of this family's times over `other`'s, copy by copy (each size and
+    /// direction weighs the same, whatever its length); nil when they share no copy.
+    public func relativeTime(to other: CopyFamilyTiming) -> Double? {
+        var logs: [Double] = []
+        for c in copies where c.microseconds > 0 {
+            guard let o = other.copies.first(where: { $0.bytes == c.bytes && $0.direction == c.direction }), o.microseconds > 0 else {
+                continue
+            }
+            logs.append(log(c.microseconds / o.microseconds))
+        }
+        return logs.isEmpty ? nil : exp(logs.reduce(0, +) / Double(logs.count))
+    }
 }
 
 /// The family a device's copies go to, and why.
@@ -159,28 +176,30 @@ public struct CopyQueueChoice: Sendable, Hashable, Codable {
         case measure([UInt32])
     }
 
-    /// How much faster (by `CopyFamilyTiming.score`) another family must be than the main one to
-    /// be chosen: below that, measurement noise, and the main family needs no second queue.
+    /// How much faster (`CopyFamilyTiming.relativeTime`) another family must be than the main
+    /// one to be chosen: below that, measurement noise, and the main family needs no second queue.
     public static let requiredGain = 0.03
 
-    /// The choice from measured `timings`: the fastest family when it beats the main one by at
-    /// least `requiredGain`, else the main family. Timings of no family (or none of the main
-    /// family) keep the main family.
+    /// The choice from measured `timings`: the family with the lowest time relative to the main
+    /// one when it is at least `requiredGain` faster, else the main family. Timings of no family
+    /// (or none of the main family) keep the main family.
     static func pick(_ timings: [CopyFamilyTiming], main: UInt32) -> CopyQueueChoice {
-        guard let mainTiming = timings.first(where: { $0.family == main }),
-              let best = timings.filter({ $0.score > 0 }).min(by: { $0.score < $1.score })
-        else {
+        guard let mainTiming = timings.first(where: { $0.family == main }) else {
             return CopyQueueChoice(family: main, mainFamily: main, reason: "the main family: no measurement of it", timings: timings)
         }
-        let gain = 1 - best.score / mainTiming.score
-        if best.family != main, gain >= requiredGain {
-            return CopyQueueChoice(family: best.family, mainFamily: main,
-                                   reason: "measured: family \(best.family) \(percent(gain)) faster than the main family \(main)",
+        let ranked = timings.compactMap { t in t.relativeTime(to: mainTiming).map { (t.family, $0) } }
+        guard let best = ranked.min(by: { $0.1 < $1.1 }) else {
+            return CopyQueueChoice(family: main, mainFamily: main, reason: "the main family: nothing to compare", timings: timings)
+        }
+        let gain = 1 - best.1
+        if best.0 != main, gain >= requiredGain {
+            return CopyQueueChoice(family: best.0, mainFamily: main,
+                                   reason: "measured: family \(best.0) \(percent(gain)) faster than the main family \(main)",
                                    timings: timings)
         }
         return CopyQueueChoice(family: main, mainFamily: main,
-                               reason: best.family == main ? "measured: the main family is the fastest"
-                                   : "measured: family \(best.family) only \(percent(gain)) faster than the main family",
+                               reason: best.0 == main ? "measured: the main family is the fastest"
+                                   : "measured: family \(best.0) only \(percent(gain)) faster than the main family",
                                timings: timings)
     }
 

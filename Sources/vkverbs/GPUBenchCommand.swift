@@ -229,8 +229,9 @@ struct GPUBenchCommand: ParsableCommand {
         if let q = report.copyQueue {
             print("copy queue family \(q.family) (main \(q.mainFamily)): \(q.reason)")
             for t in q.timings {
-                print("  family \(t.family): \(formatBytes(t.smallBytes)) \(String(format: "%.1f", t.smallMicroseconds)) us, "
-                      + "\(formatBytes(t.largeBytes)) \(String(format: "%.1f", t.largeMicroseconds)) us")
+                print("  family \(t.family): " + t.copies.map {
+                    "\($0.direction) \(formatBytes($0.bytes)) \(String(format: "%.1f", $0.microseconds)) us"
+                }.joined(separator: ", "))
             }
         }
         let header = ["destination", "dir", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "untimed best", "ok"]

@@ -25,8 +25,14 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
          QueueFamilyTraits(index: 4, flags: transfer | sparse | opticalFlow, queueCount: 1, timestampValidBits: 64)]
     }
 
-    private func timing(_ family: UInt32, _ small: Double, _ large: Double) -> CopyFamilyTiming {
-        CopyFamilyTiming(family: family, smallBytes: 4096, smallMicroseconds: small, largeBytes: 1 << 20, largeMicroseconds: large)
+    /// A family's medians: 4 KiB and 1 MiB d2h, 16 MiB d2h and h2d.
+    private func timing(_ family: UInt32, _ small: Double, _ medium: Double, _ large: Double = 330, _ largeIn: Double = 340)
+        -> CopyFamilyTiming
+    {
+        CopyFamilyTiming(family: family, copies: [
+            .init(bytes: 4096, direction: "d2h", microseconds: small), .init(bytes: 1 << 20, direction: "d2h", microseconds: medium),
+            .init(bytes: 16 << 20, direction: "d2h", microseconds: large), .init(bytes: 16 << 20, direction: "h2d", microseconds: largeIn),
+        ])
     }
 
     func testParsesAutoMainAndAnIndexOnly() {
@@ -86,23 +92,31 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
         }
     }
 
-    /// Another family is chosen only when it beats the main one by `requiredGain`.
+    /// Another family is chosen only when it beats the main one by `requiredGain`, every copy
+    /// weighing the same (geometric mean of the time ratios).
     func testPickKeepsTheMainFamilyUnlessAnotherIsClearlyFaster() {
-        // The probe's medians of 2026-12-02 (copy-to-host, 4 KiB and 1 MiB): family 4 9 % faster.
+        // The probe's medians of 2026-12-02 (copy-to-host, 4 KiB and 1 MiB): family 4 about 5 % faster.
         let measured = [timing(0, 14.9, 33.3), timing(1, 13.5, 33.6), timing(2, 14.1, 32.0), timing(3, 12.7, 32.5), timing(4, 13.1, 30.7)]
         let choice = CopyQueueChoice.pick(measured, main: 0)
         XCTAssertEqual(choice.family, 4)
         XCTAssertEqual(choice.mainFamily, 0)
         XCTAssertEqual(choice.timings, measured)
         XCTAssertTrue(choice.reason.hasPrefix("measured: family 4"), choice.reason)
+        XCTAssertEqual(measured[0].relativeTime(to: measured[0]), 1)
+        XCTAssertEqual(measured[4].relativeTime(to: measured[0])!, 0.949, accuracy: 0.001)
+        // Faster small copies do not make up for a slower copy engine on large ones.
+        XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35, 330, 340), timing(3, 13, 33, 400, 420)], main: 0).family, 0)
         // 2 % is noise.
         XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35), timing(1, 14.7, 34.3)], main: 0).family, 0)
         // The main family fastest, or the only one measured.
         XCTAssertEqual(CopyQueueChoice.pick([timing(0, 12, 30), timing(1, 14, 33)], main: 0).family, 0)
         XCTAssertEqual(CopyQueueChoice.pick([timing(2, 12, 30)], main: 2).family, 2)
-        // Without a timing of the main family nothing is compared: main.
+        // Without a timing of the main family, or with no copy in common, nothing is compared: main.
         XCTAssertEqual(CopyQueueChoice.pick([timing(1, 5, 10)], main: 0).family, 0)
         XCTAssertEqual(CopyQueueChoice.pick([], main: 0).family, 0)
+        let other = CopyFamilyTiming(family: 1, copies: [.init(bytes: 8, direction: "d2h", microseconds: 1)])
+        XCTAssertNil(other.relativeTime(to: timing(0, 15, 35)))
+        XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35), other], main: 0).family, 0)
     }
 
     /// lavapipe has one family: copies go to the main queue, unmeasured, buffers stay exclusive.
@@ -148,16 +162,18 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
         XCTAssertEqual(try VulkanDevice(physicalDevice: physical).copyQueueChoice.reason, "the main family, as asked")
     }
 
-    /// The measurement itself, over the one family lavapipe has: a device of its own, a small and
-    /// a large copy per round, medians that are real times; validation stays quiet.
+    /// The measurement itself, over the one family lavapipe has: a device of its own, every size
+    /// both ways, medians that are real times; validation stays quiet.
     func testCalibrationMeasuresEveryFamilyItIsGiven() throws {
         let physical = try lavapipe(try makeInstance())
         let main = try XCTUnwrap(physical.computeQueueFamily())
-        let timings = try CopyFamilyCalibration.measure(physicalDevice: physical, options: .init(), families: [main])
+        let timings = try CopyFamilyCalibration.measure(physicalDevice: physical, options: .init(), families: [main],
+                                                        sizes: [4096, 65536], rounds: 1)
         XCTAssertEqual(timings.map(\.family), [main])
-        XCTAssertGreaterThan(timings[0].smallMicroseconds, 0)
-        XCTAssertGreaterThan(timings[0].largeMicroseconds, 0)
-        XCTAssertEqual(timings[0].smallBytes, CopyFamilyCalibration.smallBytes)
+        XCTAssertEqual(timings[0].copies.map(\.bytes), [4096, 4096, 65536, 65536])
+        XCTAssertEqual(timings[0].copies.map(\.direction), ["d2h", "h2d", "d2h", "h2d"])
+        for copy in timings[0].copies { XCTAssertGreaterThan(copy.microseconds, 0, "\(copy)") }
         XCTAssertEqual(CopyQueueChoice.pick(timings, main: main).family, main)
+        XCTAssertThrowsError(try CopyFamilyCalibration.measure(physicalDevice: physical, options: .init(), families: [main], sizes: []))
     }
 }
