@@ -3,18 +3,18 @@ import Sharing
 
 /// Measures which queue family copies fastest, for `CopyQueueFamily.automatic`: on a device of
 /// its own with one queue in every family that can copy (buffers shared between them all), each
-/// family in turn copies 4 KiB, 1 MiB and 16 MiB between device-local and host-visible memory,
+/// family in turn copies 4 KiB, 1 MiB and 32 MiB between device-local and host-visible memory,
 /// both ways, each copy recorded once, submitted and waited for by polling, `warmup` times
 /// unmeasured and `repeats` times measured, back to back on that family as a ring or a runner
 /// uses it (the first submission after another family's work can cost over 100 us on an H200,
 /// which a measurement alternating families copy by copy mistook for the family's own cost). The
 /// families take turns `rounds` times, so that a drift of the machine's speed hits them alike.
-/// The medians rank them (`CopyQueueChoice.pick`). The answer is kept per process and device
-/// (vendor, device, driver version and pipeline cache UUID), so later devices skip it. It takes a
-/// device creation and about 0.1 s of copies on an H200.
+/// The medians rank them per size class (`CopyQueueChoice.pick`). The answer is kept per process
+/// and device (vendor, device, driver version and pipeline cache UUID), so later devices skip it.
+/// It takes a device creation and about 0.1 s of copies on an H200.
 enum CopyFamilyCalibration {
-    static let sizes: [UInt64] = [4 << 10, 1 << 20, 16 << 20]
-    static let rounds = 3
+    static let sizes: [UInt64] = [4 << 10, 1 << 20, 32 << 20]
+    static let rounds = 2
     static let warmup = 2
     static let repeats = 5
     /// Each copy's wait ends with an error after this.

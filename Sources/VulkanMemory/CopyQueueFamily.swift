@@ -3,19 +3,20 @@ import Glibc
 #endif
 import CVulkan
 
-/// Which queue family a device's copies (`GPUCommandRunner(queue: .copy)`, `StagingRing`) are
-/// submitted to. Drivers offer several families that can copy, and on NVIDIA they do not cost
-/// the same per submission: on an H200 a copy-only family copied 1 MiB in 30.7 us where the main
-/// family took 33.3 (docs/nvidia-results.md). Which one wins differs by device and driver, so by
-/// default it is measured once per process and device (`CopyFamilyCalibration`).
+/// Which queue families a device's copies (`GPUCommandRunner(queue: .copy)`, `StagingRing`) are
+/// submitted to. Drivers offer several families that can copy, and on NVIDIA they do not cost the
+/// same: on an H200 the copy-only families copy 256 KiB-4 MiB 4-10 % faster than the main family,
+/// but from 16 MiB their copy engines move 2-4 % less per second (docs/nvidia-results.md). So the
+/// choice is made per size class, small copies (below `CopyQueueChoice.largeCopyBytes`) and
+/// large ones, and by default it is measured once per process and device (`CopyFamilyCalibration`).
 public enum CopyQueueFamily: Sendable, Hashable, CustomStringConvertible {
-    /// Measured: every family that can copy runs a few small and large copies, the fastest is
-    /// kept (the main family unless another beats it clearly). A CPU driver, or a device with one
-    /// such family (lavapipe), uses the main family without measuring.
+    /// Measured: every family that can copy runs a few small and large copies, the fastest per
+    /// size class is kept (the main family unless another beats it clearly). A CPU driver, or a
+    /// device with one such family (lavapipe), uses the main family without measuring.
     case automatic
     /// The family of the device's main (compute) queue.
     case main
-    /// This family index; it must exist and be able to copy.
+    /// This family index for copies of every size; it must exist and be able to copy.
     case family(UInt32)
 
     /// The environment variable `VulkanDevice` reads when its options leave the choice open:
@@ -118,17 +119,25 @@ public struct CopyFamilyTiming: Sendable, Hashable, Codable {
     }
 }
 
-/// The family a device's copies go to, and why.
+/// The families a device's copies go to, and why.
 public struct CopyQueueChoice: Sendable, Hashable, Codable {
+    /// Copies of fewer than `largeCopyBytes` bytes go to `family`, larger ones to `largeFamily`:
+    /// on an H200 the main family overtakes the copy-only ones at 16 MiB (docs/nvidia-results.md).
+    public static let largeCopyBytes: UInt64 = 16 << 20
+
+    /// The family of copies below `largeCopyBytes`.
     public var family: UInt32
+    /// The family of copies of `largeCopyBytes` and more.
+    public var largeFamily: UInt32
     public var mainFamily: UInt32
     /// In words: "measured", "asked for", "one family can copy", ...
     public var reason: String
     /// Per family, when measured (the main family first).
     public var timings: [CopyFamilyTiming]
 
-    public init(family: UInt32, mainFamily: UInt32, reason: String, timings: [CopyFamilyTiming] = []) {
+    public init(family: UInt32, largeFamily: UInt32? = nil, mainFamily: UInt32, reason: String, timings: [CopyFamilyTiming] = []) {
         self.family = family
+        self.largeFamily = largeFamily ?? family
         self.mainFamily = mainFamily
         self.reason = reason
         self.timings = timings
@@ -157,7 +166,7 @@ public struct CopyQueueChoice: Sendable, Hashable, Codable {
                 throw .invalidArgument("copy queue family \(index) cannot copy (flags 0x\(String(traits.flags, radix: 16)), "
                                        + "\(traits.queueCount) queues)")
             }
-            return .decided(CopyQueueChoice(family: index, mainFamily: main, reason: "family \(index), as asked"))
+            return .decided(CopyQueueChoice(family: index, mainFamily: main, reason: "family \(index) for every copy, as asked"))
         case .automatic:
             let candidates = candidates(families, main: main)
             if cpuDevice {
@@ -178,29 +187,37 @@ public struct CopyQueueChoice: Sendable, Hashable, Codable {
 
     /// How much faster (`CopyFamilyTiming.relativeTime`) another family must be than the main
     /// one to be chosen: below that, measurement noise, and the main family needs no second queue.
-    public static let requiredGain = 0.03
+    public static let requiredGain = 0.02
 
-    /// The choice from measured `timings`: the family with the lowest time relative to the main
-    /// one when it is at least `requiredGain` faster, else the main family. Timings of no family
+    /// The choice from measured `timings`, per size class: for copies below `largeCopyBytes` and
+    /// for larger ones, the family with the lowest time relative to the main one over that class's
+    /// copies when it is at least `requiredGain` faster, else the main family. Timings of no family
     /// (or none of the main family) keep the main family.
     static func pick(_ timings: [CopyFamilyTiming], main: UInt32) -> CopyQueueChoice {
+        func restricted(_ large: Bool) -> [CopyFamilyTiming] {
+            timings.map { t in
+                CopyFamilyTiming(family: t.family, copies: t.copies.filter { ($0.bytes >= largeCopyBytes) == large })
+            }
+        }
+        let small = pickClass(restricted(false), main: main)
+        let large = pickClass(restricted(true), main: main)
+        return CopyQueueChoice(family: small.family, largeFamily: large.family, mainFamily: main,
+                               reason: "copies below \(largeCopyBytes >> 20) MiB: \(small.reason); from \(largeCopyBytes >> 20) MiB: \(large.reason)",
+                               timings: timings)
+    }
+
+    private static func pickClass(_ timings: [CopyFamilyTiming], main: UInt32) -> (family: UInt32, reason: String) {
         guard let mainTiming = timings.first(where: { $0.family == main }) else {
-            return CopyQueueChoice(family: main, mainFamily: main, reason: "the main family: no measurement of it", timings: timings)
+            return (main, "the main family, no measurement of it")
         }
         let ranked = timings.compactMap { t in t.relativeTime(to: mainTiming).map { (t.family, $0) } }
-        guard let best = ranked.min(by: { $0.1 < $1.1 }) else {
-            return CopyQueueChoice(family: main, mainFamily: main, reason: "the main family: nothing to compare", timings: timings)
-        }
+        guard let best = ranked.min(by: { $0.1 < $1.1 }) else { return (main, "the main family, nothing to compare") }
         let gain = 1 - best.1
         if best.0 != main, gain >= requiredGain {
-            return CopyQueueChoice(family: best.0, mainFamily: main,
-                                   reason: "measured: family \(best.0) \(percent(gain)) faster than the main family \(main)",
-                                   timings: timings)
+            return (best.0, "measured, family \(best.0) \(percent(gain)) faster than the main family \(main)")
         }
-        return CopyQueueChoice(family: main, mainFamily: main,
-                               reason: best.0 == main ? "measured: the main family is the fastest"
-                                   : "measured: family \(best.0) only \(percent(gain)) faster than the main family",
-                               timings: timings)
+        return (main, best.0 == main ? "measured, the main family \(main) the fastest"
+                    : "measured, family \(best.0) only \(percent(gain)) faster than the main family \(main)")
     }
 
     private static func percent(_ fraction: Double) -> String {

@@ -8,9 +8,12 @@ public final class DeviceQueue: Sendable {
     public enum Role: String, Sendable, Codable {
         /// The main queue (graphics or compute family): any work, compute shaders included.
         case main
-        /// The queue of the device's copy family (`VulkanDevice.copyQueue`): copies, fills,
-        /// timestamps and barriers only. The main queue where the device has no other.
+        /// The queue of the device's family for copies below `CopyQueueChoice.largeCopyBytes`
+        /// (`VulkanDevice.copyQueue`): copies, fills, timestamps and barriers only. The main
+        /// queue where the device has no other.
         case copy
+        /// The queue for larger copies (`VulkanDevice.largeCopyQueue`), with the same limits.
+        case largeCopy
     }
 
     public let family: UInt32

@@ -19,8 +19,8 @@ import CVulkan
 /// copy is submitted only once its release is made (`receiveSubmission`), so it waits for
 /// nothing on the GPU and the host signals nothing.
 ///
-/// The copies go to the device's copy queue (`VulkanDevice.copyQueue`, the family that copies
-/// fastest; the buffers are shared between the device's families). Work on the main queue that
+/// The copies go to the device's queue for copies of the chunk size (`VulkanDevice.copyRole`: the
+/// family measured fastest for that size; the buffers are shared between the device's families). Work on the main queue that
 /// produced a sending transfer's source must be ordered by `after` or waited for first.
 ///
 /// Copies are recorded once per chunk position and reused while the buffer, offsets and sizes stay
@@ -119,17 +119,17 @@ public final class StagingRing {
     private var broken: VulkanError?
 
     /// A ring over `slots` (each at least `chunkSize` bytes, on `device`), with a command pool on
-    /// the family of the queue `queue` names (the copy queue by default) and the two timeline
-    /// semaphores (the device needs the timelineSemaphore feature).
+    /// the family of the queue `queue` names (by default the one for copies of `chunkSize`) and
+    /// the two timeline semaphores (the device needs the timelineSemaphore feature).
     public init(device: VulkanDevice, slots: [DeviceBuffer], chunkSize: UInt64, hostWait: HostWait? = nil,
-                queue: DeviceQueue.Role = .copy) throws(VulkanError) {
+                queue: DeviceQueue.Role? = nil) throws(VulkanError) {
         guard !slots.isEmpty, chunkSize > 0 else { throw .invalidArgument("a staging ring needs a slot and a chunk size > 0") }
         for slot in slots where slot.device !== device || slot.size < chunkSize {
             throw .invalidArgument("every slot must be a buffer of this device of at least \(chunkSize) bytes (one has \(slot.size))")
         }
         copied = try TimelineSemaphore(device: device, initialValue: 0)
         released = try TimelineSemaphore(device: device, initialValue: 0)
-        let queue = device.queue(queue)
+        let queue = device.queue(queue ?? device.copyRole(forBytes: chunkSize))
         self.pool = try device.makeResettableCommandPool(family: queue.family)
         self.queue = queue
         self.device = device

@@ -1,11 +1,12 @@
 import CVulkan
 import Sharing
 
-/// A `VkDevice` with one compute-capable queue (the main queue) and, where another queue family
-/// copies faster, a queue of that family for copies (`copyQueue`, chosen by `Options.copyQueue`):
+/// A `VkDevice` with one compute-capable queue (the main queue) and, where other queue families
+/// copy faster, queues of those families for copies (`copyQueue` below 16 MiB, `largeCopyQueue`
+/// from there, chosen by `Options.copyQueue`):
 /// made and destroyed by this module, or borrowed from the application (never destroyed here, one
-/// queue). Allocations keep it alive. With two families every buffer this module makes is shared
-/// between them (`VK_SHARING_MODE_CONCURRENT`), so a copy on either queue needs no ownership
+/// queue). Allocations keep it alive. With several families every buffer this module makes is shared
+/// between them (`VK_SHARING_MODE_CONCURRENT`), so a copy on any queue needs no ownership
 /// transfer; work on one queue that the other reads must still be ordered by a semaphore or
 /// waited for on the host.
 public final class VulkanDevice: Sendable {
@@ -34,8 +35,11 @@ public final class VulkanDevice: Sendable {
     private let handle: VulkanHandle
     /// The main queue (`queueFamilyIndex`).
     public let mainQueue: DeviceQueue
-    /// The queue copies go to: the main queue unless another family was chosen.
+    /// The queue copies below `CopyQueueChoice.largeCopyBytes` go to: the main queue unless
+    /// another family was chosen.
     public let copyQueue: DeviceQueue
+    /// The queue larger copies go to.
+    public let largeCopyQueue: DeviceQueue
     /// Every queue made, the main one first.
     let queues: [DeviceQueue]
     /// The main queue's family.
@@ -90,7 +94,9 @@ public final class VulkanDevice: Sendable {
                 asked = named
             }
             choice = try CopyFamilyCalibration.choice(asked, physicalDevice: physicalDevice, options: options, main: family)
-            families = choice.family == family ? [family] : [family, choice.family]
+            families = [family] + [choice.family, choice.largeFamily].filter { $0 != family }.reduce(into: [UInt32]()) {
+                if !$0.contains($1) { $0.append($1) }
+            }
         }
 
         var priorities = [Float](repeating: 1, count: families.count)
@@ -152,6 +158,7 @@ public final class VulkanDevice: Sendable {
         queues = made
         mainQueue = made[0]
         copyQueue = made.first { $0.family == choice.family } ?? made[0]
+        largeCopyQueue = made.first { $0.family == choice.largeFamily } ?? made[0]
         queueFamilyIndex = family
         copyQueueChoice = choice
         sharingFamilies = families
@@ -186,6 +193,7 @@ public final class VulkanDevice: Sendable {
         queues = [only]
         mainQueue = only
         copyQueue = only
+        largeCopyQueue = only
         self.queueFamilyIndex = queueFamilyIndex
         copyQueueChoice = CopyQueueChoice(family: queueFamilyIndex, mainFamily: queueFamilyIndex,
                                           reason: "the application's queue: a borrowed device has one")
@@ -207,7 +215,16 @@ public final class VulkanDevice: Sendable {
 
     /// The queue a runner of `role` submits to.
     public func queue(_ role: DeviceQueue.Role) -> DeviceQueue {
-        role == .main ? mainQueue : copyQueue
+        switch role {
+        case .main: return mainQueue
+        case .copy: return copyQueue
+        case .largeCopy: return largeCopyQueue
+        }
+    }
+
+    /// The role of the queue a copy of `bytes` goes to.
+    public func copyRole(forBytes bytes: UInt64) -> DeviceQueue.Role {
+        bytes >= CopyQueueChoice.largeCopyBytes ? .largeCopy : .copy
     }
 
     /// The queue of `family`, if this device made one.

@@ -227,7 +227,8 @@ struct GPUBenchCommand: ParsableCommand {
               + "timestamp period \(report.timestampPeriodNanoseconds) ns, \(report.repetitions) runs per size (GB/s = 1e9 B/s), "
               + "\(report.completion), spin \(report.spinMicroseconds) us")
         if let q = report.copyQueue {
-            print("copy queue family \(q.family) (main \(q.mainFamily)): \(q.reason)")
+            print("copy queue family \(q.family) below \(CopyQueueChoice.largeCopyBytes >> 20) MiB, \(q.largeFamily) from there "
+                  + "(main \(q.mainFamily)): \(q.reason)")
             for t in q.timings {
                 print("  family \(t.family): " + t.copies.map {
                     "\($0.direction) \(formatBytes($0.bytes)) \(String(format: "%.1f", $0.microseconds)) us"
@@ -263,11 +264,15 @@ struct GPUBenchCommand: ParsableCommand {
 struct Bench {
     let device: VulkanDevice
     let command: GPUBenchCommand
-    /// On the copy queue: every copy and fill.
+    /// On the copy queue: every copy below 16 MiB and every fill.
     let runner: GPUCommandRunner
+    /// On the queue for larger copies (`VulkanDevice.largeCopyQueue`).
+    let largeRunner: GPUCommandRunner
     /// On the main queue: the shader copies (a copy queue may have no compute).
     let shaderRunner: GPUCommandRunner
     let pool: TimestampQueryPool
+    /// Timestamps written on the queue for larger copies.
+    let largePool: TimestampQueryPool
     let timeout: Duration
     let hostWait: HostWait
     let closing: ClosingBarrier
@@ -289,8 +294,10 @@ struct Bench {
         hostWait = command.spinMicroseconds.map { HostWait(spin: .microseconds($0)) } ?? .default(for: device)
         let completion = command.completion.flatMap(GPUCommandRunner.Completion.init(rawValue:))
         runner = try GPUCommandRunner(device: device, queue: .copy, completion: completion, hostWait: hostWait)
+        largeRunner = try GPUCommandRunner(device: device, queue: .largeCopy, completion: completion, hostWait: hostWait)
         shaderRunner = try GPUCommandRunner(device: device, queue: .main, completion: completion, hostWait: hostWait)
         pool = try TimestampQueryPool(device: device, count: 2, queue: .copy)
+        largePool = try TimestampQueryPool(device: device, count: 2, queue: .largeCopy)
         timeout = .seconds(command.timeout)
         closing = command.closingBarrier.flatMap(ClosingBarrier.init(rawValue:)) ?? .full
     }
@@ -419,8 +426,11 @@ struct Bench {
         if !toHost { try fill(local, size: size, value: 0) }
         var gpu: [Double] = []
         var wall: [Double] = []
-        // Recorded once; every run below only submits and waits.
-        let runner = shader ? shaderRunner : self.runner
+        // Recorded once; every run below only submits and waits. The queue by size, as a
+        // StagingRing picks it; fills and checks stay on the copy queue, after a host wait.
+        let large = device.copyRole(forBytes: size) == .largeCopy
+        let runner = shader ? shaderRunner : (large ? largeRunner : self.runner)
+        let pool = shader ? self.pool : (large ? largePool : self.pool)
         try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
             try r.resetQueries(pool)
             try r.writeTimestamp(pool, index: 0, stage: .top)
@@ -481,6 +491,7 @@ struct Bench {
             slots.append(try DeviceBuffer(device: device, size: slotSize, memoryTypeIndex: memoryType.index, map: true))
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
+        let pool = ring.queue === device.largeCopyQueue && device.largeCopyQueue !== device.copyQueue ? largePool : self.pool
         ring.timestamps = pool
         if let r = command.receiveSubmission.flatMap(StagingRing.ReceiveSubmission.init(rawValue:)) { ring.receiveSubmission = r }
         // The ring's own choice by direction unless --closing-barrier names one.

@@ -205,6 +205,7 @@ final class CommandLineTests: XCTestCase {
         // lavapipe has one queue family: the copies run on it, unmeasured.
         let copyQueue = try XCTUnwrap(report["copyQueue"] as? [String: Any])
         XCTAssertEqual(copyQueue["family"] as? Int, copyQueue["mainFamily"] as? Int)
+        XCTAssertEqual(copyQueue["largeFamily"] as? Int, copyQueue["mainFamily"] as? Int)
         XCTAssertEqual((copyQueue["timings"] as? [Any])?.count, 0)
         XCTAssertEqual(report["receiveSubmission"] as? String, "on-release")
         let probe = try XCTUnwrap(report["syncProbe"] as? [[String: Any]])

@@ -62,6 +62,7 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
             return XCTFail("an asked family is not measured")
         }
         XCTAssertEqual(asked.family, 4)
+        XCTAssertEqual(asked.largeFamily, 4)
         guard case .decided(let main) = try CopyQueueChoice.plan(.main, families: h200, main: 0, cpuDevice: false) else {
             return XCTFail("main is not measured")
         }
@@ -92,27 +93,36 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
         }
     }
 
-    /// Another family is chosen only when it beats the main one by `requiredGain`, every copy
-    /// weighing the same (geometric mean of the time ratios).
+    /// Per size class (below and from `largeCopyBytes`), another family is chosen only when it
+    /// beats the main one by `requiredGain`, every copy of the class weighing the same (geometric
+    /// mean of the time ratios).
     func testPickKeepsTheMainFamilyUnlessAnotherIsClearlyFaster() {
-        // The probe's medians of 2026-12-02 (copy-to-host, 4 KiB and 1 MiB): family 4 about 5 % faster.
+        // The probe's medians of 2026-12-02 (copy-to-host, 4 KiB and 1 MiB), large copies alike:
+        // family 4 about 10 % faster below 16 MiB, none faster from there.
         let measured = [timing(0, 14.9, 33.3), timing(1, 13.5, 33.6), timing(2, 14.1, 32.0), timing(3, 12.7, 32.5), timing(4, 13.1, 30.7)]
         let choice = CopyQueueChoice.pick(measured, main: 0)
         XCTAssertEqual(choice.family, 4)
+        XCTAssertEqual(choice.largeFamily, 0)
         XCTAssertEqual(choice.mainFamily, 0)
         XCTAssertEqual(choice.timings, measured)
-        XCTAssertTrue(choice.reason.hasPrefix("measured: family 4"), choice.reason)
+        XCTAssertTrue(choice.reason.contains("below 16 MiB: measured, family 4"), choice.reason)
         XCTAssertEqual(measured[0].relativeTime(to: measured[0]), 1)
         XCTAssertEqual(measured[4].relativeTime(to: measured[0])!, 0.949, accuracy: 0.001)
-        // Faster small copies do not make up for a slower copy engine on large ones.
-        XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35, 330, 340), timing(3, 13, 33, 400, 420)], main: 0).family, 0)
-        // 2 % is noise.
-        XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35), timing(1, 14.7, 34.3)], main: 0).family, 0)
+        // Faster small copies and a slower copy engine on large ones: each class its own family.
+        let split = CopyQueueChoice.pick([timing(0, 15, 35, 330, 340), timing(3, 13, 33, 400, 420)], main: 0)
+        XCTAssertEqual(split.family, 3)
+        XCTAssertEqual(split.largeFamily, 0)
+        let largeOnly = CopyQueueChoice.pick([timing(0, 15, 35, 330, 340), timing(2, 15, 35, 320, 325)], main: 0)
+        XCTAssertEqual(largeOnly.family, 0)
+        XCTAssertEqual(largeOnly.largeFamily, 2)
+        // 1 % is noise.
+        XCTAssertEqual(CopyQueueChoice.pick([timing(0, 15, 35), timing(1, 14.85, 34.65)], main: 0).family, 0)
         // The main family fastest, or the only one measured.
         XCTAssertEqual(CopyQueueChoice.pick([timing(0, 12, 30), timing(1, 14, 33)], main: 0).family, 0)
         XCTAssertEqual(CopyQueueChoice.pick([timing(2, 12, 30)], main: 2).family, 2)
         // Without a timing of the main family, or with no copy in common, nothing is compared: main.
         XCTAssertEqual(CopyQueueChoice.pick([timing(1, 5, 10)], main: 0).family, 0)
+        XCTAssertEqual(CopyQueueChoice.pick([timing(1, 5, 10)], main: 0).largeFamily, 0)
         XCTAssertEqual(CopyQueueChoice.pick([], main: 0).family, 0)
         let other = CopyFamilyTiming(family: 1, copies: [.init(bytes: 8, direction: "d2h", microseconds: 1)])
         XCTAssertNil(other.relativeTime(to: timing(0, 15, 35)))
@@ -126,6 +136,9 @@ final class CopyQueueFamilyTests: ValidatedVulkanTestCase {
         XCTAssertEqual(device.copyQueueChoice.family, device.queueFamilyIndex)
         XCTAssertTrue(device.copyQueueChoice.timings.isEmpty)
         XCTAssertTrue(device.copyQueue === device.mainQueue)
+        XCTAssertTrue(device.largeCopyQueue === device.mainQueue)
+        XCTAssertEqual(device.copyRole(forBytes: 4096), .copy)
+        XCTAssertEqual(device.copyRole(forBytes: CopyQueueChoice.largeCopyBytes), .largeCopy)
         XCTAssertEqual(device.sharingFamilies, [device.queueFamilyIndex])
         // The copy queue works like the main one: a copy through it arrives.
         let source = try DeviceBuffer(device: device, size: 4096, hostVisible: true)
