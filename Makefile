@@ -65,7 +65,8 @@ lint:
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
 	  scripts/container-setup scripts/test-container scripts/frames-fabric \
-	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank
+	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank \
+	  Benchmarks/results/nvidia-h200/gpuspeed-run5/run.sh Benchmarks/results/nvidia-h200/gpuspeed-run5/run-final.sh
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 
