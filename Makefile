@@ -66,7 +66,8 @@ lint:
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
 	  Benchmarks/peers-compare Benchmarks/peers-compare-guest \
 	  scripts/container-setup scripts/test-container scripts/frames-fabric Benchmarks/frames-compare Benchmarks/frames-compare-guest \
-	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank
+	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank \
+	  Benchmarks/results/nvidia-h200/gpuspeed-run5/run.sh Benchmarks/results/nvidia-h200/gpuspeed-run5/run-final.sh
 	@echo "lint: shellcheck clean"
 	scripts/check-docker
 

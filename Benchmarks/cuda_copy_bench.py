@@ -7,7 +7,9 @@ cudaMemcpyAsync on a non-blocking stream:
   pinned      host memory from cudaHostAlloc (cupyx.empty_pinned): like Vulkan's mapped host-visible memory
   registered  page-aligned anonymous memory pinned with cudaHostRegister: like Vulkan's imported host pointer
 Each copy is timed by CUDA events around it (GPU time) and by the wall clock around the copy and the
-stream synchronisation. --warmup copies first, then --repetitions measured; best and median GB/s (1e9 B/s).
+stream synchronisation; then as many copies again without the events, by the wall clock only ("untimed":
+the copy as an application issues it; gpu-bench likewise without its timestamps). --warmup copies first,
+then --repetitions measured; best and median GB/s (1e9 B/s).
 --probe-sizes adds the cost of one copy (d2h into pinned memory) and stream synchronisation, the median
 over --probe-iterations copies, the counterpart of `gpu-bench --probe-sizes`.
 
@@ -15,7 +17,8 @@ over --probe-iterations copies, the counterpart of `gpu-bench --probe-sizes`.
   python3 Benchmarks/cuda_copy_bench.py --compare gpu-bench.json cuda.json   # markdown table, no GPU needed
 
 --compare reads `vkverbs gpu-bench --json` output and this script's JSON and prints, per direction and
-size, Vulkan's best GB/s next to CUDA's and the ratio (Vulkan / CUDA) for GPU-timed and wall-clock numbers.
+size, Vulkan's best GB/s next to CUDA's and the ratio (Vulkan / CUDA) for GPU-timed, wall-clock and untimed
+wall-clock numbers.
 """
 import argparse
 import json
@@ -98,11 +101,23 @@ def bench(args):
                     if n >= args.warmup:
                         gpu.append(cp.cuda.get_elapsed_time(start, end) * 1e6)  # ms -> ns
                         wall.append(float(t1 - t0))
+                # The same copies without the events: the copy as an application issues it.
+                untimed = []
+                for n in range(args.warmup + args.repetitions):
+                    t0 = time.perf_counter_ns()
+                    rt.memcpyAsync(dst, srcp, size, kind, stream.ptr)
+                    stream.synchronize()
+                    t1 = time.perf_counter_ns()
+                    if n >= args.warmup:
+                        untimed.append(float(t1 - t0))
                 if direction == "d2h":
                     verified = bool(host[0] == marker and host[size - 1] == marker and host[size // 2] == marker)
                 else:
                     verified = bool(int(src[0]) == marker and int(src[size - 1]) == marker and int(src[size // 2]) == marker)
                 r = summarize(name, direction, size, gpu, wall, verified)
+                r["wallUntimedNanoseconds"] = untimed
+                r["wallUntimedBestGBps"] = size / min(untimed) if min(untimed) > 0 else 0.0
+                r["wallUntimedMedianGBps"] = size / statistics.median(untimed) if statistics.median(untimed) > 0 else 0.0
                 results.append(r)
                 print(f"cuda {name} {direction} {size} B: GPU best {r['gpuBestGBps']:.2f}, wall best {r['wallBestGBps']:.2f} GB/s",
                       file=sys.stderr)
@@ -172,30 +187,34 @@ def compare(vk_path, cuda_path):
             if not any(k == a and dd == d for k, dd, _ in v):
                 continue
             lines += ["", f"{d}: Vulkan {a} vs CUDA {b}:", "",
-                      "| size | Vulkan GPU | CUDA GPU | ratio GPU | Vulkan wall | CUDA wall | ratio wall |",
-                      "|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| size | Vulkan GPU | CUDA GPU | ratio GPU | Vulkan wall | CUDA wall | ratio wall "
+                      "| Vulkan untimed | CUDA untimed | ratio untimed |",
+                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for size in vk["sizes"]:
                 rv, rc = v.get((a, d, size)), c.get((b, d, size))
                 if not rv:
                     continue
+                uv, uc = rv.get("wallUntimedBestGBps"), (rc or {}).get("wallUntimedBestGBps")
                 if rc:
                     cells = [f"{rv['gpuBestGBps']:.2f}", f"{rc['gpuBestGBps']:.2f}", ratio(rv['gpuBestGBps'], rc['gpuBestGBps']),
                              f"{rv['wallBestGBps']:.2f}", f"{rc['wallBestGBps']:.2f}", ratio(rv['wallBestGBps'], rc['wallBestGBps'])]
                 else:
                     cells = [f"{rv['gpuBestGBps']:.2f}", "-", "-", f"{rv['wallBestGBps']:.2f}", "-", "-"]
+                cells += [f"{uv:.2f}" if uv else "-", f"{uc:.2f}" if uc else "-", ratio(uv, uc) if uv and uc else "-"]
                 lines.append(f"| {fmt_size(size)} | " + " | ".join(cells) + " |")
     # The targets: wall clock >= 0.95x CUDA at >= 1 MiB and >= 0.8x at 4-64 KiB, per pair and direction.
     lines.append("")
     for d in directions:
         for a, b in pairs:
             for label, lo, hi, target in (("sizes >= 1 MiB", 1 << 20, 1 << 62, 0.95), ("4-64 KiB", 4 << 10, 64 << 10, 0.8)):
-                ratios = [v[(a, d, s)]["wallBestGBps"] / c[(b, d, s)]["wallBestGBps"]
-                          for s in vk["sizes"] if lo <= s <= hi and (a, d, s) in v and (b, d, s) in c
-                          and c[(b, d, s)]["wallBestGBps"]]
-                if ratios:
-                    verdict = "met" if min(ratios) >= target else "NOT met"
-                    lines.append(f"- {d} {a} vs CUDA {b}, wall clock, {label}: lowest ratio "
-                                 f"{min(ratios):.2f} -> target {target}x {verdict}")
+                for clock, field in (("wall clock", "wallBestGBps"), ("untimed wall clock", "wallUntimedBestGBps")):
+                    ratios = [v[(a, d, s)][field] / c[(b, d, s)][field]
+                              for s in vk["sizes"] if lo <= s <= hi and (a, d, s) in v and (b, d, s) in c
+                              and c[(b, d, s)].get(field) and v[(a, d, s)].get(field)]
+                    if ratios:
+                        verdict = "met" if min(ratios) >= target else "NOT met"
+                        lines.append(f"- {d} {a} vs CUDA {b}, {clock}, {label}: lowest ratio "
+                                     f"{min(ratios):.2f} -> target {target}x {verdict}")
     probes = vk.get("syncProbe") or []
     cuda_probe = {p["size"]: p for p in cu.get("syncProbe") or []}
     if probes:

@@ -1,14 +1,15 @@
 import CVulkan
 
-/// The command pool and primary command buffers the GPU runners record into: a pool on the
-/// device's queue family whose buffers can be reset one by one (re-recorded for reuse).
+/// The command pool and primary command buffers the GPU runners record into: a pool on one of the
+/// device's queue families whose buffers can be reset one by one (re-recorded for reuse).
 extension VulkanDevice {
-    /// `vkCreateCommandPool` with `RESET_COMMAND_BUFFER`; the caller destroys it.
-    func makeResettableCommandPool() throws(VulkanError) -> VkCommandPool {
+    /// `vkCreateCommandPool` with `RESET_COMMAND_BUFFER` on `family` (the main queue's when nil);
+    /// the caller destroys it.
+    func makeResettableCommandPool(family: UInt32? = nil) throws(VulkanError) -> VkCommandPool {
         var info = VkCommandPoolCreateInfo()
         info.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO
         info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT.rawValue
-        info.queueFamilyIndex = queueFamilyIndex
+        info.queueFamilyIndex = family ?? queueFamilyIndex
         var pool: VkCommandPool?
         try check(vkCreateCommandPool(raw, &info, nil, &pool), "vkCreateCommandPool", VulkanError.commandSetup)
         guard let pool else { throw .commandSetup(function: "vkCreateCommandPool", result: .errorInitializationFailed) }

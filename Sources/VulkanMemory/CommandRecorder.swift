@@ -4,6 +4,8 @@ import CVulkan
 public struct CommandRecorder {
     let raw: VkCommandBuffer
     let device: VulkanDevice
+    /// The queue the recording will be submitted to.
+    let queue: DeviceQueue
 
     /// Fills `size` bytes (all from `offset` when nil) with the 32-bit `value` (`vkCmdFillBuffer`).
     /// Offset and size must be multiples of 4.
@@ -78,6 +80,9 @@ public struct CommandRecorder {
     public func dispatch(_ kernel: ComputeKernel, buffers: [DeviceBuffer], groups: UInt32,
                          pushConstants: [UInt32] = []) throws(VulkanError) {
         guard kernel.device === device else { throw .invalidArgument("the kernel belongs to another device") }
+        guard queue.canCompute else {
+            throw .invalidArgument("queue family \(queue.family) runs no compute shaders (a copy queue): use a runner on the main queue")
+        }
         guard buffers.count == kernel.storageBuffers else {
             throw .invalidArgument("\(buffers.count) buffers for a kernel of \(kernel.storageBuffers) bindings")
         }

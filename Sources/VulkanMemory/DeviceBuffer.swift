@@ -163,13 +163,24 @@ public final class DeviceBuffer: Sendable {
             info.pNext = plan.handleType != nil ? UnsafeRawPointer(externalInfo) : nil
             info.size = plan.size
             info.usage = bufferUsage
-            info.sharingMode = VK_SHARING_MODE_EXCLUSIVE
-            var buffer: VkBuffer?
-            try check(vkCreateBuffer(device.raw, &info, nil, &buffer), "vkCreateBuffer", VulkanError.bufferCreation)
-            guard let buffer else {
-                throw VulkanError.bufferCreation(function: "vkCreateBuffer", result: .errorInitializationFailed)
+            // A device with a copy queue of another family shares every buffer between its
+            // families, so either queue may use it without an ownership transfer.
+            var families = device.sharingFamilies
+            return try families.withUnsafeMutableBufferPointer { (indices) throws(VulkanError) -> VkBuffer in
+                if indices.count > 1 {
+                    info.sharingMode = VK_SHARING_MODE_CONCURRENT
+                    info.queueFamilyIndexCount = UInt32(indices.count)
+                    info.pQueueFamilyIndices = UnsafePointer(indices.baseAddress)
+                } else {
+                    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE
+                }
+                var buffer: VkBuffer?
+                try check(vkCreateBuffer(device.raw, &info, nil, &buffer), "vkCreateBuffer", VulkanError.bufferCreation)
+                guard let buffer else {
+                    throw VulkanError.bufferCreation(function: "vkCreateBuffer", result: .errorInitializationFailed)
+                }
+                return buffer
             }
-            return buffer
         }
     }
 

@@ -74,8 +74,11 @@ extension CommandRecorder {
         switch writer {
         case .externalMemory:
             // An acquire: the source access is ignored; the first scope is the semaphore wait's.
+            // A buffer shared between the device's families (CONCURRENT) names no family of its
+            // own: the other index must then be VK_QUEUE_FAMILY_IGNORED (Vulkan spec,
+            // VkBufferMemoryBarrier).
             barrier.srcQueueFamilyIndex = queueFamilyExternal
-            barrier.dstQueueFamilyIndex = device.queueFamilyIndex
+            barrier.dstQueueFamilyIndex = device.sharingFamilies.count > 1 ? queueFamilyIgnored : queue.family
             barrier.srcAccessMask = 0
             sourceStage = VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT
         case .host:

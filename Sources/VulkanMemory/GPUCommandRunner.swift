@@ -1,7 +1,8 @@
 import CVulkan
 
 /// A command pool, one reusable command buffer and its completion signal (a timeline semaphore,
-/// or a fence) on the device's queue: records a batch, submits it and waits for it with a timeout.
+/// or a fence) on one of the device's queues (the main one, or the copy queue for work that only
+/// copies, fills and writes timestamps): records a batch, submits it and waits for it with a timeout.
 /// A recording can be submitted again and again without recording it anew (`record`, then
 /// `submitRecorded`): on NVIDIA that, with a polling wait, is what brings a small copy near
 /// CUDA's cost. Not for concurrent use.
@@ -23,6 +24,8 @@ public final class GPUCommandRunner {
     }
 
     public let device: VulkanDevice
+    /// The queue it submits to.
+    public let queue: DeviceQueue
     public let completion: Completion
     /// How `run`, `waitForCompletion` and a resubmission wait; `HostWait.default(for:)` unless set.
     public var hostWait: HostWait
@@ -38,11 +41,19 @@ public final class GPUCommandRunner {
     /// The command buffer holds a complete recording that may be submitted (again).
     private var recorded = false
 
-    /// `vkCreateCommandPool`, `vkAllocateCommandBuffers`, and `vkCreateFence` or a timeline
-    /// semaphore (`completion`: `Completion.default(for:)` when nil).
-    public init(device: VulkanDevice, completion: Completion? = nil, hostWait: HostWait? = nil) throws(VulkanError) {
+    /// `vkCreateCommandPool` (on the family of the queue `queue` names), `vkAllocateCommandBuffers`,
+    /// and `vkCreateFence` or a timeline semaphore (`completion`: `Completion.default(for:)` when
+    /// nil). A `.copy` runner may record copies, fills, timestamps and barriers, not dispatches:
+    /// its queue may have no compute.
+    public convenience init(device: VulkanDevice, queue: DeviceQueue.Role = .main, completion: Completion? = nil,
+                            hostWait: HostWait? = nil) throws(VulkanError) {
+        try self.init(device: device, on: device.queue(queue), completion: completion, hostWait: hostWait)
+    }
+
+    /// A runner on `queue`, one of `device`'s.
+    init(device: VulkanDevice, on queue: DeviceQueue, completion: Completion? = nil, hostWait: HostWait? = nil) throws(VulkanError) {
         let completion = completion ?? .default(for: device)
-        let pool = try device.makeResettableCommandPool()
+        let pool = try device.makeResettableCommandPool(family: queue.family)
         do throws(VulkanError) {
             let commandBuffer = try device.allocatePrimaryCommandBuffer(from: pool)
             switch completion {
@@ -65,6 +76,7 @@ public final class GPUCommandRunner {
         }
         self.pool = pool
         self.device = device
+        self.queue = queue
         self.completion = completion
         self.hostWait = hostWait ?? .default(for: device)
     }
@@ -112,7 +124,7 @@ public final class GPUCommandRunner {
         begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
         begin.flags = 0  // Not ONE_TIME_SUBMIT: the recording may be submitted again.
         try check(vkBeginCommandBuffer(commandBuffer, &begin), "vkBeginCommandBuffer", VulkanError.commandRecording)
-        let recorder = CommandRecorder(raw: commandBuffer, device: device)
+        let recorder = CommandRecorder(raw: commandBuffer, device: device, queue: queue)
         do throws(VulkanError) {
             try body(recorder)
         } catch {
@@ -171,8 +183,8 @@ public final class GPUCommandRunner {
                                         submit.pWaitSemaphores = waitSemaphores
                                         submit.pWaitDstStageMask = waitStages
                                     }
-                                    try device.queueLock.withLock { _ throws(VulkanError) in
-                                        try check(vkQueueSubmit(device.queue, 1, &submit, fence), "vkQueueSubmit", VulkanError.submission)
+                                    try queue.lock.withLock { _ throws(VulkanError) in
+                                        try check(vkQueueSubmit(queue.raw, 1, &submit, fence), "vkQueueSubmit", VulkanError.submission)
                                     }
                                 }
                             }

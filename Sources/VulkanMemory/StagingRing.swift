@@ -15,7 +15,13 @@ import CVulkan
 /// released (the NIC has read that slot), so the host only posts the NIC write of chunk k once
 /// `copied` reaches k + 1 and releases it when the write completes. Receiving (`fromSlots`:
 /// slot -> device buffer): chunk k's copy waits until chunk k is released (the NIC has filled the
-/// slot), and the slot may be filled again once `copied` reaches k + 1.
+/// slot), and the slot may be filled again once `copied` reaches k + 1. By default a receiving
+/// copy is submitted only once its release is made (`receiveSubmission`), so it waits for
+/// nothing on the GPU and the host signals nothing.
+///
+/// The copies go to the device's queue for copies of the chunk size (`VulkanDevice.copyRole`: the
+/// family measured fastest for that size; the buffers are shared between the device's families). Work on the main queue that
+/// produced a sending transfer's source must be ordered by `after` or waited for first.
 ///
 /// Copies are recorded once per chunk position and reused while the buffer, offsets and sizes stay
 /// the same (a weak reference tells a live buffer from a new one at the same address); they are
@@ -32,6 +38,8 @@ public final class StagingRing {
     }
 
     public let device: VulkanDevice
+    /// The queue the copies are submitted to.
+    public let queue: DeviceQueue
     public let slots: [DeviceBuffer]
     public let chunkSize: UInt64
     public var hostWait: HostWait
@@ -49,6 +57,18 @@ public final class StagingRing {
     }
     public let copied: TimelineSemaphore
     public let released: TimelineSemaphore
+
+    /// When a receiving (`fromSlots`) chunk's copy is submitted.
+    public enum ReceiveSubmission: String, Sendable, Codable {
+        /// When the host releases the chunk (its slot filled): the copy waits for nothing on the
+        /// GPU, and no release is signalled. One `vkQueueSubmit` per chunk.
+        case onRelease = "on-release"
+        /// Ahead, in batches, each copy waiting on the GPU for `released` to reach its chunk; the
+        /// host signals each release (`vkSignalSemaphore`).
+        case upFront = "up-front"
+    }
+    /// Applies to transfers begun after it is set.
+    public var receiveSubmission = ReceiveSubmission.onRelease
 
     /// Command buffers kept (each chunk position modulo this has its own).
     static let recordingCapacity = 1024
@@ -79,6 +99,8 @@ public final class StagingRing {
         let length: UInt64
         let chunks: Int
         let after: (semaphore: TimelineSemaphore, value: UInt64)?
+        /// Receiving copies are submitted only once released.
+        let submitOnRelease: Bool
         var submitted = 0
         /// Releases the host made (`release`) ...
         var released = 0
@@ -96,16 +118,20 @@ public final class StagingRing {
     /// Set when an abort could not bring the queue back: later use throws it.
     private var broken: VulkanError?
 
-    /// A ring over `slots` (each at least `chunkSize` bytes, on `device`), with a command pool and
+    /// A ring over `slots` (each at least `chunkSize` bytes, on `device`), with a command pool on
+    /// the family of the queue `queue` names (by default the one for copies of `chunkSize`) and
     /// the two timeline semaphores (the device needs the timelineSemaphore feature).
-    public init(device: VulkanDevice, slots: [DeviceBuffer], chunkSize: UInt64, hostWait: HostWait? = nil) throws(VulkanError) {
+    public init(device: VulkanDevice, slots: [DeviceBuffer], chunkSize: UInt64, hostWait: HostWait? = nil,
+                queue: DeviceQueue.Role? = nil) throws(VulkanError) {
         guard !slots.isEmpty, chunkSize > 0 else { throw .invalidArgument("a staging ring needs a slot and a chunk size > 0") }
         for slot in slots where slot.device !== device || slot.size < chunkSize {
             throw .invalidArgument("every slot must be a buffer of this device of at least \(chunkSize) bytes (one has \(slot.size))")
         }
         copied = try TimelineSemaphore(device: device, initialValue: 0)
         released = try TimelineSemaphore(device: device, initialValue: 0)
-        self.pool = try device.makeResettableCommandPool()
+        let queue = device.queue(queue ?? device.copyRole(forBytes: chunkSize))
+        self.pool = try device.makeResettableCommandPool(family: queue.family)
+        self.queue = queue
         self.device = device
         self.slots = slots
         self.chunkSize = chunkSize
@@ -143,7 +169,8 @@ public final class StagingRing {
         }
         if let after, after.semaphore.device !== device { throw .invalidArgument("the semaphore belongs to another device") }
         let chunks = Int((length + chunkSize - 1) / chunkSize)
-        transfer = Transfer(direction: direction, buffer: buffer, offset: offset, length: length, chunks: chunks, after: after)
+        transfer = Transfer(direction: direction, buffer: buffer, offset: offset, length: length, chunks: chunks, after: after,
+                            submitOnRelease: direction == .fromSlots && receiveSubmission == .onRelease)
         do {
             try submitBatch(timeout: .seconds(10))
         } catch {
@@ -185,13 +212,20 @@ public final class StagingRing {
             try released.signal(base + UInt64(k) + 1)
             transfer!.signalled = k + 1
         }
+        if t.submitOnRelease {
+            do {
+                try submitBatch(timeout: .seconds(10))
+            } catch {
+                _ = abort(timeout: .seconds(10))
+                throw error
+            }
+        }
     }
 
     /// Submits what is left, releases what the host has not (for `toSlots` the last chunks need no
     /// release), waits until every copy is done and ends the transfer.
     public func finish(timeout: Duration) throws(VulkanError) {
         guard let t = transfer else { return }
-        while transfer!.submitted < t.chunks { try submitBatch(timeout: timeout) }
         let end = base + UInt64(t.chunks)
         if transfer!.released < t.chunks {
             transfer!.released = t.chunks
@@ -200,6 +234,7 @@ public final class StagingRing {
                 transfer!.signalled = t.chunks
             }
         }
+        while transfer!.submitted < t.chunks { try submitBatch(timeout: timeout) }
         try copied.wait(for: end, timeout: timeout, policy: hostWait)
         base = end
         transfer = nil
@@ -231,7 +266,9 @@ public final class StagingRing {
     private func submitBatch(timeout: Duration) throws(VulkanError) {
         guard var t = transfer, t.submitted < t.chunks else { return }
         let first = t.submitted
-        let count = min(Self.batchSize, t.chunks - first)
+        // Receiving on release: only what the host has released.
+        let count = min(Self.batchSize, (t.submitOnRelease ? min(t.released, t.chunks) : t.chunks) - first)
+        guard count > 0 else { return }
         var buffers: [VkCommandBuffer?] = []
         buffers.reserveCapacity(count)
         for k in first..<(first + count) { buffers.append(try recording(for: k, t, timeout: timeout)) }
@@ -288,8 +325,8 @@ public final class StagingRing {
                                             si[i].signalSemaphoreCount = 1
                                             si[i].pSignalSemaphores = ss.baseAddress! + i
                                         }
-                                        return device.queueLock.withLock { _ in
-                                            vkQueueSubmit(device.queue, UInt32(count), si.baseAddress, nil)
+                                        return queue.lock.withLock { _ in
+                                            vkQueueSubmit(queue.raw, UInt32(count), si.baseAddress, nil)
                                         }
                                     }
                                 }
@@ -331,7 +368,7 @@ public final class StagingRing {
         var begin = VkCommandBufferBeginInfo()
         begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
         try check(vkBeginCommandBuffer(r.commandBuffer, &begin), "vkBeginCommandBuffer", VulkanError.commandRecording)
-        let recorder = CommandRecorder(raw: r.commandBuffer, device: device)
+        let recorder = CommandRecorder(raw: r.commandBuffer, device: device, queue: queue)
         do throws(VulkanError) {
             if first, let timestamps {
                 try recorder.resetQueries(timestamps, first: 0, count: 2)

@@ -12,22 +12,22 @@ public final class TimestampQueryPool: Sendable {
     /// Meaningful bits of a timestamp on the device's queue family (`timestampValidBits`).
     public let validBits: UInt32
 
-    /// `vkCreateQueryPool` with `count` timestamp queries. Throws `.featureMissing` when the
-    /// queue family has no timestamps (`timestampValidBits` 0) or the device cannot time
-    /// compute and transfer work (`timestampComputeAndGraphics` false and a non-graphics queue).
-    public init(device: VulkanDevice, count: UInt32) throws(VulkanError) {
+    /// `vkCreateQueryPool` with `count` timestamp queries, to be written on the queue `queue`
+    /// names (the copy queue's family may differ from the main one's). Throws `.featureMissing`
+    /// when that queue's family has no timestamps (`timestampValidBits` 0) or the device cannot
+    /// time compute and transfer work (`timestampComputeAndGraphics` false and a non-graphics queue).
+    public init(device: VulkanDevice, count: UInt32, queue role: DeviceQueue.Role = .main) throws(VulkanError) {
         guard count > 0 else { throw .invalidArgument("a query pool needs at least one query") }
         let physical = device.physicalDevice
-        var familyCount: UInt32 = 0
-        vkGetPhysicalDeviceQueueFamilyProperties(physical.raw, &familyCount, nil)
-        var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(familyCount))
-        vkGetPhysicalDeviceQueueFamilyProperties(physical.raw, &familyCount, &families)
-        let family = families[Int(device.queueFamilyIndex)]
+        let queueFamily = device.queue(role).family
+        guard let family = physical.queueFamilies().first(where: { $0.index == queueFamily }) else {
+            throw .featureMissing("queue family \(queueFamily)", neededFor: "GPU timestamps")
+        }
         guard family.timestampValidBits > 0 else {
-            throw .featureMissing("timestampValidBits > 0", neededFor: "GPU timestamps on queue family \(device.queueFamilyIndex)")
+            throw .featureMissing("timestampValidBits > 0", neededFor: "GPU timestamps on queue family \(queueFamily)")
         }
         let limits = physical.properties.limits
-        let graphics = family.queueFlags & VK_QUEUE_GRAPHICS_BIT.rawValue != 0
+        let graphics = family.flags & VK_QUEUE_GRAPHICS_BIT.rawValue != 0
         guard graphics || limits.timestampComputeAndGraphics == VkBool32(VK_TRUE) else {
             throw .featureMissing("timestampComputeAndGraphics", neededFor: "GPU timestamps on a compute-only queue")
         }

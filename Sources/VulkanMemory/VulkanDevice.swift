@@ -1,8 +1,14 @@
 import CVulkan
 import Sharing
 
-/// A `VkDevice` with one compute-capable queue: made and destroyed by this module, or borrowed
-/// from the application (never destroyed here). Allocations keep it alive.
+/// A `VkDevice` with one compute-capable queue (the main queue) and, where other queue families
+/// copy faster, queues of those families for copies (`copyQueue` below 16 MiB, `largeCopyQueue`
+/// from there, chosen by `Options.copyQueue`):
+/// made and destroyed by this module, or borrowed from the application (never destroyed here, one
+/// queue). Allocations keep it alive. With several families every buffer this module makes is shared
+/// between them (`VK_SHARING_MODE_CONCURRENT`), so a copy on any queue needs no ownership
+/// transfer; work on one queue that the other reads must still be ordered by a semaphore or
+/// waited for on the host.
 public final class VulkanDevice: Sendable {
     public struct Options: Sendable {
         /// Device extensions to enable; nil: every one of `ExtensionName.deviceDefaults` the
@@ -11,16 +17,37 @@ public final class VulkanDevice: Sendable {
         /// Enables `externalMemoryRDMA` when VK_NV_external_memory_rdma is enabled and the device has the feature.
         public var externalMemoryRDMA: Bool
 
-        public init(extensions: [String]? = nil, externalMemoryRDMA: Bool = true) {
+        /// The queue family copies go to; nil: `CopyQueueFamily.environmentVariable` when set,
+        /// else `.automatic`.
+        public var copyQueue: CopyQueueFamily?
+        /// Measuring only: queues on exactly these families (the main one first), every buffer
+        /// shared between them, copies on the main one.
+        var queueFamilies: [UInt32]?
+
+        public init(extensions: [String]? = nil, externalMemoryRDMA: Bool = true, copyQueue: CopyQueueFamily? = nil) {
             self.extensions = extensions
             self.externalMemoryRDMA = externalMemoryRDMA
+            self.copyQueue = copyQueue
         }
     }
 
     public let physicalDevice: PhysicalDevice
     private let handle: VulkanHandle
-    private let queueHandle: VulkanHandle
+    /// The main queue (`queueFamilyIndex`).
+    public let mainQueue: DeviceQueue
+    /// The queue copies below `CopyQueueChoice.largeCopyBytes` go to: the main queue unless
+    /// another family was chosen.
+    public let copyQueue: DeviceQueue
+    /// The queue larger copies go to.
+    public let largeCopyQueue: DeviceQueue
+    /// Every queue made, the main one first.
+    let queues: [DeviceQueue]
+    /// The main queue's family.
     public let queueFamilyIndex: UInt32
+    /// Which family copies go to and why.
+    public let copyQueueChoice: CopyQueueChoice
+    /// The families buffers are shared between (`VK_SHARING_MODE_CONCURRENT` when more than one).
+    public let sharingFamilies: [UInt32]
     public let enabledExtensions: Set<String>
     public let externalMemoryRDMAEnabled: Bool
     /// Timeline semaphores (VK_KHR_timeline_semaphore with its feature) can be used: the transfer
@@ -28,12 +55,14 @@ public final class VulkanDevice: Sendable {
     public let timelineSemaphoreEnabled: Bool
     /// False for a borrowed device: the application destroys it.
     public let ownsHandle: Bool
-    /// `vkQueueSubmit` needs the queue externally synchronized.
-    let queueLock = Locked<Void>(())
+    /// The main queue's lock: `vkQueueSubmit` needs the queue externally synchronized.
+    var queueLock: Locked<Void> { mainQueue.lock }
 
-    /// Creates a device (`vkCreateDevice`) with one queue of the first compute family, the
-    /// memory extensions of `options` and, with VK_NV_external_memory_rdma, the
-    /// `externalMemoryRDMA` feature (`VkPhysicalDeviceExternalMemoryRDMAFeaturesNV` in the pNext chain).
+    /// Creates a device (`vkCreateDevice`) with one queue of the first compute family, one of the
+    /// copy family `options.copyQueue` comes to (measured once per process and device by
+    /// `CopyFamilyCalibration` for `.automatic`, on a device of its own), the memory extensions of
+    /// `options` and, with VK_NV_external_memory_rdma, the `externalMemoryRDMA` feature
+    /// (`VkPhysicalDeviceExternalMemoryRDMAFeaturesNV` in the pNext chain).
     public init(physicalDevice: PhysicalDevice, options: Options = .init()) throws(VulkanError) {
         try physicalDevice.requireVersion()
         let supported = try physicalDevice.supportedExtensions()
@@ -52,8 +81,25 @@ public final class VulkanDevice: Sendable {
         let wantsRDMA = options.externalMemoryRDMA && extensions.contains(ExtensionName.externalMemoryRDMA)
         let rdmaFeature = wantsRDMA ? try physicalDevice.supportsExternalMemoryRDMAFeature() : false
         guard let family = physicalDevice.computeQueueFamily() else { throw .noQueueFamily }
+        let choice: CopyQueueChoice
+        let families: [UInt32]
+        if let measuring = options.queueFamilies {
+            choice = CopyQueueChoice(family: family, mainFamily: family, reason: "measuring")
+            families = [family] + measuring.filter { $0 != family }
+        } else {
+            var asked = CopyQueueFamily.automatic
+            if let named = options.copyQueue {
+                asked = named
+            } else if let named = try CopyQueueFamily.fromEnvironment() {
+                asked = named
+            }
+            choice = try CopyFamilyCalibration.choice(asked, physicalDevice: physicalDevice, options: options, main: family)
+            families = [family] + [choice.family, choice.largeFamily].filter { $0 != family }.reduce(into: [UInt32]()) {
+                if !$0.contains($1) { $0.append($1) }
+            }
+        }
 
-        var priority: Float = 1
+        var priorities = [Float](repeating: 1, count: families.count)
         var rdma = VkPhysicalDeviceExternalMemoryRDMAFeaturesNV()
         rdma.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_RDMA_FEATURES_NV
         rdma.externalMemoryRDMA = VkBool32(VK_TRUE)
@@ -62,13 +108,16 @@ public final class VulkanDevice: Sendable {
         timeline.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES
         timeline.timelineSemaphore = VkBool32(VK_TRUE)
         let device = try withCStringArray(extensions) { (names, count) throws(VulkanError) -> VkDevice in
-            try withUnsafePointer(to: &priority) { (priorities) throws(VulkanError) -> VkDevice in
-                var queueInfo = VkDeviceQueueCreateInfo()
-                queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
-                queueInfo.queueFamilyIndex = family
-                queueInfo.queueCount = 1
-                queueInfo.pQueuePriorities = priorities
-                return try withUnsafePointer(to: &queueInfo) { (queues) throws(VulkanError) -> VkDevice in
+            try priorities.withUnsafeMutableBufferPointer { (priorities) throws(VulkanError) -> VkDevice in
+                var queueInfos = families.map { index in
+                    var queueInfo = VkDeviceQueueCreateInfo()
+                    queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+                    queueInfo.queueFamilyIndex = index
+                    queueInfo.queueCount = 1
+                    queueInfo.pQueuePriorities = UnsafePointer(priorities.baseAddress)
+                    return queueInfo
+                }
+                return try queueInfos.withUnsafeMutableBufferPointer { (queues) throws(VulkanError) -> VkDevice in
                     try withUnsafeMutablePointer(to: &rdma) { (rdmaFeatures) throws(VulkanError) -> VkDevice in
                       try withUnsafeMutablePointer(to: &timeline) { (timelineFeatures) throws(VulkanError) -> VkDevice in
                         var chain: UnsafeMutableRawPointer?
@@ -77,8 +126,8 @@ public final class VulkanDevice: Sendable {
                         var info = VkDeviceCreateInfo()
                         info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
                         info.pNext = UnsafeRawPointer(chain)
-                        info.queueCreateInfoCount = 1
-                        info.pQueueCreateInfos = queues
+                        info.queueCreateInfoCount = UInt32(queues.count)
+                        info.pQueueCreateInfos = UnsafePointer(queues.baseAddress)
                         info.enabledExtensionCount = count
                         info.ppEnabledExtensionNames = names
                         var device: VkDevice?
@@ -93,16 +142,26 @@ public final class VulkanDevice: Sendable {
                 }
             }
         }
-        var queue: VkQueue?
-        vkGetDeviceQueue(device, family, 0, &queue)
-        guard let queue else {
-            vkDestroyDevice(device, nil)
-            throw .deviceCreation(function: "vkGetDeviceQueue", result: .errorInitializationFailed)
+        let traits = physicalDevice.queueFamilies()
+        var made: [DeviceQueue] = []
+        for index in families {
+            var queue: VkQueue?
+            vkGetDeviceQueue(device, index, 0, &queue)
+            guard let queue else {
+                vkDestroyDevice(device, nil)
+                throw .deviceCreation(function: "vkGetDeviceQueue", result: .errorInitializationFailed)
+            }
+            made.append(DeviceQueue(family: index, flags: traits.first { $0.index == index }?.flags ?? 0, raw: queue))
         }
         self.physicalDevice = physicalDevice
         handle = VulkanHandle(device)
-        queueHandle = VulkanHandle(queue)
+        queues = made
+        mainQueue = made[0]
+        copyQueue = made.first { $0.family == choice.family } ?? made[0]
+        largeCopyQueue = made.first { $0.family == choice.largeFamily } ?? made[0]
         queueFamilyIndex = family
+        copyQueueChoice = choice
+        sharingFamilies = families
         enabledExtensions = Set(extensions)
         externalMemoryRDMAEnabled = rdmaFeature
         timelineSemaphoreEnabled = wantsTimeline
@@ -129,8 +188,16 @@ public final class VulkanDevice: Sendable {
         guard let queue else { throw .deviceCreation(function: "vkGetDeviceQueue", result: .errorInitializationFailed) }
         self.physicalDevice = physicalDevice
         handle = VulkanHandle(raw)
-        queueHandle = VulkanHandle(queue)
+        let flags = physicalDevice.queueFamilies().first { $0.index == queueFamilyIndex }?.flags ?? 0
+        let only = DeviceQueue(family: queueFamilyIndex, flags: flags, raw: queue)
+        queues = [only]
+        mainQueue = only
+        copyQueue = only
+        largeCopyQueue = only
         self.queueFamilyIndex = queueFamilyIndex
+        copyQueueChoice = CopyQueueChoice(family: queueFamilyIndex, mainFamily: queueFamilyIndex,
+                                          reason: "the application's queue: a borrowed device has one")
+        sharingFamilies = [queueFamilyIndex]
         self.enabledExtensions = Set(enabledExtensions)
         self.externalMemoryRDMAEnabled = externalMemoryRDMAEnabled
         self.timelineSemaphoreEnabled = timelineSemaphoreEnabled
@@ -143,8 +210,27 @@ public final class VulkanDevice: Sendable {
     }
 
     public var raw: VkDevice { handle.raw }
-    /// Submit to it only under `queueLock`.
-    public var queue: VkQueue { queueHandle.raw }
+    /// The main queue; submit to it only under `queueLock`.
+    public var queue: VkQueue { mainQueue.raw }
+
+    /// The queue a runner of `role` submits to.
+    public func queue(_ role: DeviceQueue.Role) -> DeviceQueue {
+        switch role {
+        case .main: return mainQueue
+        case .copy: return copyQueue
+        case .largeCopy: return largeCopyQueue
+        }
+    }
+
+    /// The role of the queue a copy of `bytes` goes to.
+    public func copyRole(forBytes bytes: UInt64) -> DeviceQueue.Role {
+        bytes >= CopyQueueChoice.largeCopyBytes ? .largeCopy : .copy
+    }
+
+    /// The queue of `family`, if this device made one.
+    func queue(family: UInt32) -> DeviceQueue? {
+        queues.first { $0.family == family }
+    }
 
     public var instance: VulkanInstance { physicalDevice.instance }
 
@@ -160,9 +246,16 @@ public final class VulkanDevice: Sendable {
     }
 
     /// Waits until the device is idle (`vkDeviceWaitIdle`).
+    /// Every queue's lock is held: `vkDeviceWaitIdle` needs them all externally synchronized.
     public func waitIdle() throws(VulkanError) {
-        try queueLock.withLock { _ throws(VulkanError) in
+        try waitIdle(holding: queues[...])
+    }
+
+    private func waitIdle(holding rest: ArraySlice<DeviceQueue>) throws(VulkanError) {
+        guard let first = rest.first else {
             try check(vkDeviceWaitIdle(raw), "vkDeviceWaitIdle", VulkanError.submission)
+            return
         }
+        try first.lock.withLock { _ throws(VulkanError) in try waitIdle(holding: rest.dropFirst()) }
     }
 }

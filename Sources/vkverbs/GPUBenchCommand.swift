@@ -34,6 +34,11 @@ struct GPUBenchResult: Codable {
     var gpuMedianGBps: Double
     var wallBestGBps: Double
     var wallMedianGBps: Double
+    /// The wall clock again over as many copies recorded without the timestamps (and their
+    /// query reset): the copy as an application submits it.
+    var wallUntimedNanoseconds: [Double]? = nil
+    var wallUntimedBestGBps: Double? = nil
+    var wallUntimedMedianGBps: Double? = nil
     /// The copied bytes were spot-checked (every 4096th word and the last) after the runs.
     var verified: Bool
 }
@@ -77,7 +82,11 @@ struct GPUBenchReport: Codable {
     var spinMicroseconds: Double
     /// The barrier each measured recording ends with.
     var closingBarrier: String
-    var method = "single copies: one command buffer recorded once per size and direction, resubmitted; "
+    /// The queue family the copies ran on, why, and what was measured to choose it.
+    var copyQueue: CopyQueueChoice? = nil
+    /// Staged receiving: when each chunk's copy was submitted (on-release or up-front).
+    var receiveSubmission: String? = nil
+    var method = "copies on the device's copy queue (copyQueue); single copies: one command buffer recorded once per size and direction, resubmitted; "
         + "staged: StagingRing, every chunk queued up front, timeline semaphores, the host releasing a slot as soon as its copy is seen"
     var results: [GPUBenchResult]
     var syncProbe: [SyncProbeResult]
@@ -128,6 +137,10 @@ struct GPUBenchCommand: ParsableCommand {
     @Option(help: "Shader copies: workgroups of 256 invocations.") var shaderGroups: UInt32 = 4096
     @Option(help: "Sizes for the submission probe (repeat; none: no probe).") var probeSizes: [UInt64] = []
     @Option(help: "Submissions per method and size in the probe.") var probeIterations: Int = 2000
+    @Option(help: "Queue family the copies run on: auto (measured), main, or a family index (default: \(CopyQueueFamily.environmentVariable), else auto).")
+    var copyFamily: String?
+    @Option(help: "Staged h2d: when a chunk's copy is submitted, on-release or up-front (default: on-release).")
+    var receiveSubmission: String?
     @Option(help: "Vulkan physical device index (default: the first GPU, else device 0).") var device: Int?
     @Option(help: "Seconds each GPU submission may take.") var timeout: Int = 60
     @Flag(help: "Print JSON.") var json = false
@@ -165,6 +178,10 @@ struct GPUBenchCommand: ParsableCommand {
         }
         if copier.contains("shader") && (min % 16 != 0 || shaderGroups < 1) {
             throw ValidationError("--copier shader needs --min a multiple of 16 and --shader-groups >= 1")
+        }
+        if let f = copyFamily, CopyQueueFamily(f) == nil { throw ValidationError("--copy-family must be auto, main or a queue family index") }
+        if let r = receiveSubmission, StagingRing.ReceiveSubmission(rawValue: r) == nil {
+            throw ValidationError("--receive-submission must be on-release or up-front")
         }
         if let c = completion, GPUCommandRunner.Completion(rawValue: c) == nil {
             throw ValidationError("--completion must be timeline or fence")
@@ -209,7 +226,16 @@ struct GPUBenchCommand: ParsableCommand {
         print("gpu-bench: \(report.device), driver \(report.driver.map { [$0.name, $0.info].compactMap { $0 }.joined(separator: " ") } ?? "?"), "
               + "timestamp period \(report.timestampPeriodNanoseconds) ns, \(report.repetitions) runs per size (GB/s = 1e9 B/s), "
               + "\(report.completion), spin \(report.spinMicroseconds) us")
-        let header = ["destination", "dir", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "ok"]
+        if let q = report.copyQueue {
+            print("copy queue family \(q.family) below \(CopyQueueChoice.largeCopyBytes >> 20) MiB, \(q.largeFamily) from there "
+                  + "(main \(q.mainFamily)): \(q.reason)")
+            for t in q.timings {
+                print("  family \(t.family): " + t.copies.map {
+                    "\($0.direction) \(formatBytes($0.bytes)) \(String(format: "%.1f", $0.microseconds)) us"
+                }.joined(separator: ", "))
+            }
+        }
+        let header = ["destination", "dir", "type", "size", "GPU best", "GPU median", "wall best", "wall median", "untimed best", "ok"]
         print(header.map { $0.padding(toLength: 13, withPad: " ", startingAt: 0) }.joined())
         for r in report.results {
             let name = r.chunkSize.map { "\(r.destination)/\(formatBytes($0))x\(r.slots ?? 0)" }
@@ -217,7 +243,7 @@ struct GPUBenchCommand: ParsableCommand {
             let row = [name, r.direction, "\(r.memoryType)", formatBytes(r.size),
                        String(format: "%.2f", r.gpuBestGBps), String(format: "%.2f", r.gpuMedianGBps),
                        String(format: "%.2f", r.wallBestGBps), String(format: "%.2f", r.wallMedianGBps),
-                       r.verified ? "yes" : "NO"]
+                       r.wallUntimedBestGBps.map { String(format: "%.2f", $0) } ?? "-", r.verified ? "yes" : "NO"]
             print(row.map { $0.padding(toLength: 13, withPad: " ", startingAt: 0) }.joined())
         }
         if !report.syncProbe.isEmpty {
@@ -238,8 +264,15 @@ struct GPUBenchCommand: ParsableCommand {
 struct Bench {
     let device: VulkanDevice
     let command: GPUBenchCommand
+    /// On the copy queue: every copy below 16 MiB and every fill.
     let runner: GPUCommandRunner
+    /// On the queue for larger copies (`VulkanDevice.largeCopyQueue`).
+    let largeRunner: GPUCommandRunner
+    /// On the main queue: the shader copies (a copy queue may have no compute).
+    let shaderRunner: GPUCommandRunner
     let pool: TimestampQueryPool
+    /// Timestamps written on the queue for larger copies.
+    let largePool: TimestampQueryPool
     let timeout: Duration
     let hostWait: HostWait
     let closing: ClosingBarrier
@@ -256,12 +289,15 @@ struct Bench {
     }
 
     init(physical: PhysicalDevice, command: GPUBenchCommand) throws(VulkanError) {
-        device = try VulkanDevice(physicalDevice: physical)
+        device = try VulkanDevice(physicalDevice: physical, options: .init(copyQueue: command.copyFamily.flatMap(CopyQueueFamily.init)))
         self.command = command
         hostWait = command.spinMicroseconds.map { HostWait(spin: .microseconds($0)) } ?? .default(for: device)
-        runner = try GPUCommandRunner(device: device, completion: command.completion.flatMap(GPUCommandRunner.Completion.init(rawValue:)),
-                                      hostWait: hostWait)
-        pool = try TimestampQueryPool(device: device, count: 2)
+        let completion = command.completion.flatMap(GPUCommandRunner.Completion.init(rawValue:))
+        runner = try GPUCommandRunner(device: device, queue: .copy, completion: completion, hostWait: hostWait)
+        largeRunner = try GPUCommandRunner(device: device, queue: .largeCopy, completion: completion, hostWait: hostWait)
+        shaderRunner = try GPUCommandRunner(device: device, queue: .main, completion: completion, hostWait: hostWait)
+        pool = try TimestampQueryPool(device: device, count: 2, queue: .copy)
+        largePool = try TimestampQueryPool(device: device, count: 2, queue: .largeCopy)
         timeout = .seconds(command.timeout)
         closing = command.closingBarrier.flatMap(ClosingBarrier.init(rawValue:)) ?? .full
     }
@@ -289,7 +325,8 @@ struct Bench {
             repetitions: command.repetitions, warmup: command.warmup, sizes: sizes,
             completion: runner.completion.rawValue,
             spinMicroseconds: Double(hostWait.spin.components.seconds) * 1e6 + Double(hostWait.spin.components.attoseconds) / 1e12,
-            closingBarrier: closing.rawValue,
+            closingBarrier: closing.rawValue, copyQueue: device.copyQueueChoice,
+            receiveSubmission: command.receiveSubmission ?? StagingRing.ReceiveSubmission.onRelease.rawValue,
             results: [], syncProbe: [], notes: [])
         if !local.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
             report.notes.append("the device-local buffer is not DEVICE_LOCAL (memory type \(local.memoryType.index)): this device has no separate GPU memory")
@@ -389,7 +426,11 @@ struct Bench {
         if !toHost { try fill(local, size: size, value: 0) }
         var gpu: [Double] = []
         var wall: [Double] = []
-        // Recorded once; every run below only submits and waits.
+        // Recorded once; every run below only submits and waits. The queue by size, as a
+        // StagingRing picks it; fills and checks stay on the copy queue, after a host wait.
+        let large = device.copyRole(forBytes: size) == .largeCopy
+        let runner = shader ? shaderRunner : (large ? largeRunner : self.runner)
+        let pool = shader ? self.pool : (large ? largePool : self.pool)
         try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
             try r.resetQueries(pool)
             try r.writeTimestamp(pool, index: 0, stage: .top)
@@ -411,11 +452,30 @@ struct Bench {
             wall.append(elapsed)
             gpu.append(try pool.nanoseconds(from: 0, to: 1))
         }
+        // The same copies without the timestamps.
+        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
+            if shader {
+                let words = size / CopyShader.wordSize
+                let groups = UInt32(Swift.min(UInt64(command.shaderGroups), (words + UInt64(CopyShader.localSize) - 1) / UInt64(CopyShader.localSize)))
+                try r.dispatch(try copyKernel(), buffers: toHost ? [local, host] : [host, local], groups: groups,
+                               pushConstants: [UInt32(words)])
+            } else {
+                try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size, regions: regions)
+            }
+        }
+        var untimed: [Double] = []
+        for n in 0..<(command.warmup + command.repetitions) {
+            let start = monotonicSeconds()
+            try runner.runRecorded(timeout: timeout)
+            let elapsed = (monotonicSeconds() - start) * 1e9
+            if n >= command.warmup { untimed.append(elapsed) }
+        }
         // A full barrier (it covers every earlier submission on the queue) before anything reads.
         if closing != .full { try runner.run(timeout: timeout) { _ in } }
         let verified = toHost ? spotCheck(host.bytes, size: size, value: value)
             : try checkLocal(local, through: host, size: size, value: value)
         var r = result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+        r.setUntimed(untimed, size: size)
         if regions > 1 { r.split = regions }
         if shader { r.copier = "shader" }
         return r
@@ -431,7 +491,9 @@ struct Bench {
             slots.append(try DeviceBuffer(device: device, size: slotSize, memoryTypeIndex: memoryType.index, map: true))
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
+        let pool = ring.queue === device.largeCopyQueue && device.largeCopyQueue !== device.copyQueue ? largePool : self.pool
         ring.timestamps = pool
+        if let r = command.receiveSubmission.flatMap(StagingRing.ReceiveSubmission.init(rawValue:)) { ring.receiveSubmission = r }
         // The ring's own choice by direction unless --closing-barrier names one.
         if command.closingBarrier != nil { ring.closing = closing }
         var results: [GPUBenchResult] = []
@@ -447,7 +509,11 @@ struct Bench {
                 }
                 var gpu: [Double] = []
                 var wall: [Double] = []
-                for n in 0..<(command.warmup + command.repetitions) {
+                var untimed: [Double] = []
+                // Timed (timestamps in the first and last chunk), then again without them.
+                for n in 0..<(2 * (command.warmup + command.repetitions)) {
+                    let timed = n < command.warmup + command.repetitions
+                    ring.timestamps = timed ? pool : nil
                     let start = monotonicSeconds()
                     do {
                         let chunks = try ring.begin(toSlots ? .toSlots : .fromSlots, buffer: local, length: size)
@@ -471,10 +537,16 @@ struct Bench {
                         throw error
                     }
                     let elapsed = (monotonicSeconds() - start) * 1e9
-                    guard n >= command.warmup else { continue }
-                    wall.append(elapsed)
-                    gpu.append(try pool.nanoseconds(from: 0, to: 1))
+                    let m = n % (command.warmup + command.repetitions)
+                    guard m >= command.warmup else { continue }
+                    if timed {
+                        wall.append(elapsed)
+                        gpu.append(try pool.nanoseconds(from: 0, to: 1))
+                    } else {
+                        untimed.append(elapsed)
+                    }
                 }
+                ring.timestamps = pool
                 let chunks = Int((size + chunk - 1) / chunk)
                 if ring.closing != ClosingBarrier.full { try runner.run(timeout: timeout) { _ in } }
                 let verified: Bool
@@ -497,6 +569,7 @@ struct Bench {
                     verified = ok
                 }
                 var r = result("staged", direction: direction, type: memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+                r.setUntimed(untimed, size: size)
                 r.chunkSize = chunk
                 r.slots = slotCount
                 results.append(r)
@@ -544,7 +617,7 @@ struct Bench {
         var out: [SyncProbeResult] = []
         for size in command.probeSizes {
             for m in methods {
-                let probeRunner = try GPUCommandRunner(device: device, completion: m.completion, hostWait: m.wait)
+                let probeRunner = try GPUCommandRunner(device: device, queue: .copy, completion: m.completion, hostWait: m.wait)
                 func record() throws(VulkanError) {
                     try probeRunner.record(timeout: timeout, closing: m.closing) { (r) throws(VulkanError) in
                         if m.timed {
@@ -605,6 +678,18 @@ struct Bench {
             chunkSize: nil, slots: nil, gpuNanoseconds: gpu, wallNanoseconds: wall,
             gpuBestGBps: rate(gpu.min() ?? 0), gpuMedianGBps: rate(median(gpu)),
             wallBestGBps: rate(wall.min() ?? 0), wallMedianGBps: rate(median(wall)), verified: verified)
+    }
+}
+
+extension GPUBenchResult {
+    /// Records the untimed wall clock samples and their best and median GB/s.
+    mutating func setUntimed(_ samples: [Double], size: UInt64) {
+        guard !samples.isEmpty else { return }
+        let sorted = samples.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        wallUntimedNanoseconds = samples
+        wallUntimedBestGBps = sorted[0] > 0 ? Double(size) / sorted[0] : 0
+        wallUntimedMedianGBps = median > 0 ? Double(size) / median : 0
     }
 }
 

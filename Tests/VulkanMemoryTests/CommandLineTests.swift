@@ -169,6 +169,18 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(check.stderr.contains("no Vulkan driver"), check.stderr)
     }
 
+    /// A copy queue family the device lacks, or a word that is none, is refused with a message.
+    func testGPUBenchRefusesACopyFamilyTheDeviceLacks() throws {
+        try requireCLI()
+        let device = try lavapipeIndex()
+        let missing = try run(["gpu-bench", "--max", "4096", "--repetitions", "1", "--copy-family", "7", "--device", "\(device)"])
+        XCTAssertNotEqual(missing.status, 0, missing.stdout)
+        XCTAssertTrue(missing.stderr.contains("copy queue family 7"), missing.stderr)
+        let bogus = try run(["gpu-bench", "--max", "4096", "--copy-family", "fast", "--device", "\(device)"])
+        XCTAssertNotEqual(bogus.status, 0, bogus.stdout)
+        XCTAssertTrue(bogus.stderr.contains("--copy-family must be auto, main or a queue family index"), bogus.stderr)
+    }
+
     func testGPUBenchMeasuresAndVerifiesEachDestination() throws {
         try requireCLI()
         let device = try lavapipeIndex()
@@ -187,7 +199,15 @@ final class CommandLineTests: XCTestCase {
             XCTAssertEqual((result["gpuNanoseconds"] as? [Double])?.count, 2)
             XCTAssertGreaterThan(result["gpuBestGBps"] as? Double ?? 0, 0, "\(result)")
             XCTAssertGreaterThan(result["wallMedianGBps"] as? Double ?? 0, 0, "\(result)")
+            XCTAssertEqual((result["wallUntimedNanoseconds"] as? [Double])?.count, 2, "\(result)")
+            XCTAssertGreaterThan(result["wallUntimedBestGBps"] as? Double ?? 0, 0, "\(result)")
         }
+        // lavapipe has one queue family: the copies run on it, unmeasured.
+        let copyQueue = try XCTUnwrap(report["copyQueue"] as? [String: Any])
+        XCTAssertEqual(copyQueue["family"] as? Int, copyQueue["mainFamily"] as? Int)
+        XCTAssertEqual(copyQueue["largeFamily"] as? Int, copyQueue["mainFamily"] as? Int)
+        XCTAssertEqual((copyQueue["timings"] as? [Any])?.count, 0)
+        XCTAssertEqual(report["receiveSubmission"] as? String, "on-release")
         let probe = try XCTUnwrap(report["syncProbe"] as? [[String: Any]])
         XCTAssertEqual(Set(probe.compactMap { $0["method"] as? String }),
                        ["fence-block", "fence-poll", "timeline-block", "timeline-poll", "timeline-default", "timeline-default-rerecord",

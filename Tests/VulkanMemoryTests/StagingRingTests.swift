@@ -38,13 +38,24 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         }
     }
 
-    /// Receiving: what the host puts in a slot before releasing it lands in the device buffer.
+    /// Receiving: what the host puts in a slot before releasing it lands in the device buffer,
+    /// each copy submitted when its chunk is released (the default).
     func testFromSlotsCopiesEachReleasedSlotIn() throws {
+        try receive(.onRelease)
+    }
+
+    /// The same with every copy queued up front, waiting on the GPU for its release.
+    func testFromSlotsQueuedUpFrontCopiesEachReleasedSlotIn() throws {
+        try receive(.upFront)
+    }
+
+    private func receive(_ submission: StagingRing.ReceiveSubmission) throws {
         let device = try makeLavapipeDevice()
         let runner = try GPUCommandRunner(device: device)
         let chunk: UInt64 = 4096
         let count = 7
         let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        ring.receiveSubmission = submission
         let local = try DeviceBuffer(device: device, size: chunk * UInt64(count), hostVisible: false)
         let chunks = try ring.begin(.fromSlots, buffer: local, length: local.size)
         func fill(_ k: Int) throws {
