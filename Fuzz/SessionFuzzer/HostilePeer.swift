@@ -19,6 +19,17 @@ final class HostilePeer {
     private(set) var hungUp = false
     private var nextID: UInt64 = 0
 
+    /// A link whose end `a` completes into queues deeper than any input can fill: the hostile
+    /// peer stands for a machine across the wire, whose completion queue sizing is not the
+    /// server's to keep (it posts receives and lets completions pile up as the input says); a
+    /// queue of its own that overran could not be emptied in `finish`, and would hide what the
+    /// server's end left behind.
+    static func link(sendQueueDepth: Int, receiveQueueDepth: Int) -> InMemoryLink {
+        InMemoryLink(sendQueueDepth: sendQueueDepth, receiveQueueDepth: receiveQueueDepth,
+                     sendCompletions: InMemoryCompletionQueue(capacity: 1 << 16),
+                     receiveCompletions: InMemoryCompletionQueue(capacity: 1 << 16))
+    }
+
     init(link: InMemoryLink) {
         self.link = link
         do {

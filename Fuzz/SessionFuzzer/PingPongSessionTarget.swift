@@ -64,7 +64,7 @@ enum PingPongSessionTarget {
     static func run(_ input: inout InputReader) {
         let flags = input.byte()
         var request = input.bytes(Int(input.byte()) % 65)
-        let link = InMemoryLink(sendQueueDepth: 64, receiveQueueDepth: 128)
+        let link = HostilePeer.link(sendQueueDepth: 64, receiveQueueDepth: 128)
         let client = HostilePeer(link: link)
         let script = PingPongScript(client: client, input: input)
         if flags & 1 != 0 { patch(&request, at: 12, client.region!.remoteBuffer) }

@@ -79,7 +79,7 @@ private final class StreamScript: StreamAcceptor {
             messages = h.messages
             next = (try? StreamWire.decodeAnswer(answer, messages: h.messages)) ?? 0
         }
-        let peer = HostilePeer(link: InMemoryLink(sendQueueDepth: sendDepth, receiveQueueDepth: receiveDepth))
+        let peer = HostilePeer(link: HostilePeer.link(sendQueueDepth: sendDepth, receiveQueueDepth: receiveDepth))
         let endpoint = PacedEndpoint(peer.link.b, step: { [unowned self, unowned peer] in self.step(on: peer) })
         let weak = Weak<PacedEndpoint>()
         weak.object = endpoint
