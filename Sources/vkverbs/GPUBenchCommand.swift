@@ -431,9 +431,8 @@ struct Bench {
         let large = device.copyRole(forBytes: size) == .largeCopy
         let runner = shader ? shaderRunner : (large ? largeRunner : self.runner)
         let pool = shader ? self.pool : (large ? largePool : self.pool)
-        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
-            try r.resetQueries(pool)
-            try r.writeTimestamp(pool, index: 0, stage: .top)
+        // The copy itself, recorded once with timestamps around it and once without.
+        func recordCopy(_ r: CommandRecorder) throws(VulkanError) {
             if shader {
                 let words = size / CopyShader.wordSize
                 let groups = UInt32(Swift.min(UInt64(command.shaderGroups), (words + UInt64(CopyShader.localSize) - 1) / UInt64(CopyShader.localSize)))
@@ -442,6 +441,11 @@ struct Bench {
             } else {
                 try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size, regions: regions)
             }
+        }
+        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
+            try r.resetQueries(pool)
+            try r.writeTimestamp(pool, index: 0, stage: .top)
+            try recordCopy(r)
             try r.writeTimestamp(pool, index: 1, stage: .bottom)
         }
         for n in 0..<(command.warmup + command.repetitions) {
@@ -453,16 +457,7 @@ struct Bench {
             gpu.append(try pool.nanoseconds(from: 0, to: 1))
         }
         // The same copies without the timestamps.
-        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
-            if shader {
-                let words = size / CopyShader.wordSize
-                let groups = UInt32(Swift.min(UInt64(command.shaderGroups), (words + UInt64(CopyShader.localSize) - 1) / UInt64(CopyShader.localSize)))
-                try r.dispatch(try copyKernel(), buffers: toHost ? [local, host] : [host, local], groups: groups,
-                               pushConstants: [UInt32(words)])
-            } else {
-                try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: size, regions: regions)
-            }
-        }
+        try runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in try recordCopy(r) }
         var untimed: [Double] = []
         for n in 0..<(command.warmup + command.repetitions) {
             let start = monotonicSeconds()
