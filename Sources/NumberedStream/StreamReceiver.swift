@@ -58,9 +58,10 @@ public final class StreamReceiver {
             if link == nil || ContinuousClock.now - quietSince > .seconds(1) {
                 // A new request replaces the current connection: the sender reconnected (perhaps
                 // after a link fault this side has not noticed yet).
-                let hadLink = link != nil
                 if let fresh = acceptNext(wait: link == nil ? .seconds(1) : .zero) {
-                    if hadLink { acceptance.noteReconnect() }
+                    // Every connection of this stream after its first is a reconnect, whether
+                    // this side saw the old one end or not.
+                    acceptance.noteConnection()
                     link = fresh
                     quietSince = ContinuousClock.now
                 }

@@ -92,6 +92,7 @@ public struct StreamAcceptance: Sendable {
     public private(set) var summary = SequencedStream.Summary()
     public let messages: UInt64
     public let messageSize: Int
+    private var connected = false
 
     public init(messages: UInt64, messageSize: Int) {
         self.messages = messages
@@ -121,8 +122,11 @@ public struct StreamAcceptance: Sendable {
         }
     }
 
-    /// Counts a reconnection into the summary.
-    mutating func noteReconnect() { summary.reconnects += 1 }
+    /// Counts a connection of this stream; each after the first is a reconnect in the summary.
+    mutating func noteConnection() {
+        if connected { summary.reconnects += 1 }
+        connected = true
+    }
     mutating func finish(seconds: Double) { summary.seconds = seconds }
 }
 

@@ -83,6 +83,7 @@ final class StreamLogicTests: XCTestCase {
         XCTAssertEqual(r.sender.accepted, 3000)
         XCTAssertEqual(r.receiver, r.sender)
         XCTAssertEqual(r.sender.reconnects, 0, r.log)
+        XCTAssertEqual(r.receiver.reconnects, 0, r.log)
         for link in listener.links { XCTAssertEqual(link.finish().a.pendingSends, 0) }
     }
 
@@ -96,6 +97,7 @@ final class StreamLogicTests: XCTestCase {
         XCTAssertEqual(r.receiver, r.sender, r.log)
         XCTAssertEqual(r.sender.accepted, 3000)
         XCTAssertEqual(r.sender.reconnects, 4, r.log)
+        XCTAssertEqual(r.receiver.reconnects, 4, "the receiver counts the same reconnects: \(r.log)")
         for fault in r.sender.faults { XCTAssertGreaterThanOrEqual(fault.resumedAt, fault.completed, "nothing completed was lost") }
     }
 
@@ -114,6 +116,7 @@ final class StreamLogicTests: XCTestCase {
         }
         XCTAssertEqual(r.receiver, r.sender, r.log)
         XCTAssertEqual(r.sender.reconnects, 1, r.log)
+        XCTAssertEqual(r.receiver.reconnects, 1, "the receiver counts the reconnect: \(r.log)")
         XCTAssertTrue(r.log.contains("connect attempt"), "the sender retried while the link was down: \(r.log)")
     }
 
