@@ -80,11 +80,14 @@ test-host:
 
 # In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
 # between two hosts, then the link faults (test-stream-fault, test-link-flap); then Vulkan memory
-# GPU to GPU through the transfer engine with every strategy, 1 B to 64 MiB + 1, the NV path
-# through the emulation layer included (two guests), and the cross-kernel run.
+# GPU to GPU through the transfer engine with every strategy, 1 B to 4 MiB + 1 (five staged chunks
+# through a ring of three, the last of one byte; the CLI's own default goes to 64 MiB + 1, which
+# the guests' socket link takes about two minutes to carry), the NV path through the emulation
+# layer included (two guests), and the cross-kernel run.
 test-two-hosts: vulkan-layer release
 	VKVERBS_RELEASE_BIN=.build/release/vkverbs $(FABRIC) hosts -- scripts/hosts-checks
-	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer
+	$(FABRIC) two-hosts -- env VK_ADD_LAYER_PATH=$(abspath .build/vulkan-layer) scripts/gpu-exchange-two-hosts --layer \
+	  --size 1 --size 4095 --size 1048576 --size 4194305
 	$(MAKE) test-interop
 
 # A numbered, checksummed stream between two hosts with the client's link taken down for 15 s
