@@ -9,6 +9,9 @@ public enum ClosingBarrier: String, Sendable, Codable, CaseIterable {
     case full
     /// Transfer writes visible to host reads only: enough for copies the host reads next.
     case copyToHost = "copy-to-host"
+    /// Transfer writes visible to every later command on the device, not to the host: for copies
+    /// into device memory the host does not read, which later GPU work on the same queue reads.
+    case copyToDevice = "copy-to-device"
     /// No barrier: for copies whose results only later GPU work, ordered by a semaphore wait,
     /// reads, and for measuring what a barrier costs.
     case none

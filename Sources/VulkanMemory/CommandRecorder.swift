@@ -60,6 +60,9 @@ public struct CommandRecorder {
         case .copyToHost:
             src = (VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT)
             dst = (VK_PIPELINE_STAGE_HOST_BIT.rawValue, VK_ACCESS_HOST_READ_BIT.rawValue)
+        case .copyToDevice:
+            src = (VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT)
+            dst = (VK_PIPELINE_STAGE_ALL_COMMANDS_BIT.rawValue, VK_ACCESS_MEMORY_READ_BIT.rawValue | VK_ACCESS_MEMORY_WRITE_BIT.rawValue)
         }
         var memoryBarrier = VkMemoryBarrier()
         memoryBarrier.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER

@@ -3,7 +3,7 @@ import Sharing
 
 /// Measures which queue family copies fastest, for `CopyQueueFamily.automatic`: on a device of
 /// its own with one queue in every family that can copy (buffers shared between them all), each
-/// family in turn copies 4 KiB, 1 MiB and 32 MiB between device-local and host-visible memory,
+/// family in turn copies 4 KiB, 256 KiB, 1 MiB and 32 MiB between device-local and host-visible memory,
 /// both ways, each copy recorded once, submitted and waited for by polling, `warmup` times
 /// unmeasured and `repeats` times measured, back to back on that family as a ring or a runner
 /// uses it (the first submission after another family's work can cost over 100 us on an H200,
@@ -11,9 +11,12 @@ import Sharing
 /// families take turns `rounds` times, so that a drift of the machine's speed hits them alike.
 /// The medians rank them per size class (`CopyQueueChoice.pick`). The answer is kept per process
 /// and device (vendor, device, driver version and pipeline cache UUID), so later devices skip it.
-/// It takes a device creation and about 0.1 s of copies on an H200.
+/// It takes a device creation and about 0.1 s of copies on an H200. The small class holds 256 KiB
+/// besides 4 KiB and 1 MiB: on an H200 the copy families differ by less than the noise at 4-64 KiB
+/// but by up to a fifth at 256 KiB - 1 MiB, and with 4 KiB and 1 MiB alone the 4 KiB noise picked a
+/// family that copies 256 KiB - 1 MiB 10-20 % slower (docs/nvidia-results.md).
 enum CopyFamilyCalibration {
-    static let sizes: [UInt64] = [4 << 10, 1 << 20, 32 << 20]
+    static let sizes: [UInt64] = [4 << 10, 256 << 10, 1 << 20, 32 << 20]
     static let rounds = 2
     static let warmup = 2
     static let repeats = 5

@@ -19,9 +19,13 @@ import CVulkan
 /// copy is submitted only once its release is made (`receiveSubmission`), so it waits for
 /// nothing on the GPU and the host signals nothing.
 ///
-/// The copies go to the device's queue for copies of the chunk size (`VulkanDevice.copyRole`: the
-/// family measured fastest for that size; the buffers are shared between the device's families). Work on the main queue that
-/// produced a sending transfer's source must be ordered by `after` or waited for first.
+/// Each transfer's copies go to the device's queue for copies of its largest chunk
+/// (`VulkanDevice.copyRole(forBytes: min(chunkSize, length))`: the family measured fastest for
+/// that size; the buffers are shared between the device's families), so a small transfer through
+/// a ring of large slots runs where a single small copy would. A ring made for one queue role
+/// keeps it. Transfers follow one another (each ends with every copy done), so the two queues
+/// never hold copies of the ring at once. Work on the main queue that produced a sending
+/// transfer's source must be ordered by `after` or waited for first.
 ///
 /// Copies are recorded once per chunk position and reused while the buffer, offsets and sizes stay
 /// the same (a weak reference tells a live buffer from a new one at the same address); they are
@@ -38,22 +42,23 @@ public final class StagingRing {
     }
 
     public let device: VulkanDevice
-    /// The queue the copies are submitted to.
-    public let queue: DeviceQueue
+    /// The queue of the transfer in progress, or of the last one (before any: of a full chunk).
+    public var queue: DeviceQueue { lanes[lane].queue }
     public let slots: [DeviceBuffer]
     public let chunkSize: UInt64
     public var hostWait: HostWait
     /// When set, chunk 0 resets queries 0 and 1 and writes query 0 at its start, the last chunk
     /// query 1 at its end.
     public var timestamps: TimestampQueryPool? {
-        didSet { if timestamps !== oldValue { for i in recordings.indices { recordings[i].valid = false } } }
+        didSet { if timestamps !== oldValue { invalidateRecordings() } }
     }
     /// The barrier each chunk's copy ends with; nil (the default): by direction, `.copyToHost` for
     /// `toSlots` (only the NIC, through host memory, reads a slot next: 1.5-1.9 us less per chunk
-    /// than `.full` on an H200, docs/nvidia-results.md), `.full` for `fromSlots` (later GPU work
-    /// reads the device buffer).
+    /// than `.full` on an H200, docs/nvidia-results.md), and for `fromSlots` `.copyToDevice` (later
+    /// GPU work reads the device buffer; work on another queue needs its semaphore wait in any
+    /// case), or `.full` where the device buffer is host-visible and the host may read it.
     public var closing: ClosingBarrier? = nil {
-        didSet { if closing != oldValue { for i in recordings.indices { recordings[i].valid = false } } }
+        didSet { if closing != oldValue { invalidateRecordings() } }
     }
     public let copied: TimelineSemaphore
     public let released: TimelineSemaphore
@@ -110,8 +115,19 @@ public final class StagingRing {
         var waitedFor = -1
     }
 
-    private let pool: VkCommandPool
-    private var recordings: [Recording] = []
+    /// A queue the ring submits to, with its command pool and recordings.
+    private struct Lane {
+        let queue: DeviceQueue
+        let pool: VkCommandPool
+        var recordings: [Recording] = []
+    }
+
+    /// One lane per distinct queue the ring may use (one or two).
+    private var lanes: [Lane] = []
+    /// The lane of the transfer in progress (or the last one).
+    private var lane = 0
+    /// The queue role every transfer uses, when the ring was made for one.
+    private let fixedRole: DeviceQueue.Role?
     /// Both counters stand here between transfers.
     private var base: UInt64 = 0
     private var transfer: Transfer?
@@ -119,8 +135,9 @@ public final class StagingRing {
     private var broken: VulkanError?
 
     /// A ring over `slots` (each at least `chunkSize` bytes, on `device`), with a command pool on
-    /// the family of the queue `queue` names (by default the one for copies of `chunkSize`) and
-    /// the two timeline semaphores (the device needs the timelineSemaphore feature).
+    /// the family of each queue it may submit to (`queue`'s alone when named; by default the queue
+    /// for copies of each transfer's largest chunk) and the two timeline semaphores (the device
+    /// needs the timelineSemaphore feature).
     public init(device: VulkanDevice, slots: [DeviceBuffer], chunkSize: UInt64, hostWait: HostWait? = nil,
                 queue: DeviceQueue.Role? = nil) throws(VulkanError) {
         guard !slots.isEmpty, chunkSize > 0 else { throw .invalidArgument("a staging ring needs a slot and a chunk size > 0") }
@@ -129,9 +146,23 @@ public final class StagingRing {
         }
         copied = try TimelineSemaphore(device: device, initialValue: 0)
         released = try TimelineSemaphore(device: device, initialValue: 0)
-        let queue = device.queue(queue ?? device.copyRole(forBytes: chunkSize))
-        self.pool = try device.makeResettableCommandPool(family: queue.family)
-        self.queue = queue
+        var queues = [device.queue(queue ?? device.copyRole(forBytes: chunkSize))]
+        if queue == nil {
+            // The queue for a transfer smaller than the chunk size, where it is another one.
+            let small = device.queue(device.copyRole(forBytes: 1))
+            if small !== queues[0] { queues.append(small) }
+        }
+        var lanes: [Lane] = []
+        for q in queues {
+            do throws(VulkanError) {
+                lanes.append(Lane(queue: q, pool: try device.makeResettableCommandPool(family: q.family)))
+            } catch {
+                for made in lanes { vkDestroyCommandPool(device.raw, made.pool, nil) }
+                throw error
+            }
+        }
+        self.lanes = lanes
+        self.fixedRole = queue
         self.device = device
         self.slots = slots
         self.chunkSize = chunkSize
@@ -144,13 +175,34 @@ public final class StagingRing {
             // Copies may still be queued; the pool cannot go while they are.
             _ = try? device.waitIdle()
         }
-        vkDestroyCommandPool(device.raw, pool, nil)  // Frees the command buffers with it.
+        for lane in lanes { vkDestroyCommandPool(device.raw, lane.pool, nil) }  // Frees the command buffers with them.
     }
 
     /// Bytes of chunk `k` of the transfer in progress.
     public func length(ofChunk k: Int) -> UInt64 {
         guard let t = transfer else { return 0 }
         return min(chunkSize, t.length - UInt64(k) * chunkSize)
+    }
+
+    /// The queue a transfer of `length` bytes is submitted to.
+    public func queue(forLength length: UInt64) -> DeviceQueue { lanes[lane(forLength: length)].queue }
+
+    private func lane(forLength length: UInt64) -> Int {
+        guard fixedRole == nil, lanes.count > 1 else { return 0 }
+        let q = device.queue(device.copyRole(forBytes: min(chunkSize, max(length, 1))))
+        return lanes.firstIndex { $0.queue === q } ?? 0
+    }
+
+    private func invalidateRecordings() {
+        for l in lanes.indices { for i in lanes[l].recordings.indices { lanes[l].recordings[i].valid = false } }
+    }
+
+    /// The barrier a chunk's copy ends with when `closing` is nil.
+    public static func closing(for direction: Direction, buffer: DeviceBuffer) -> ClosingBarrier {
+        switch direction {
+        case .toSlots: return .copyToHost
+        case .fromSlots: return buffer.memoryType.has(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) ? .full : .copyToDevice
+        }
     }
 
     /// The slot chunk `k` goes through.
@@ -169,6 +221,8 @@ public final class StagingRing {
         }
         if let after, after.semaphore.device !== device { throw .invalidArgument("the semaphore belongs to another device") }
         let chunks = Int((length + chunkSize - 1) / chunkSize)
+        // The last transfer is over (every copy done, or the ring broken above): switching is safe.
+        lane = lane(forLength: length)
         transfer = Transfer(direction: direction, buffer: buffer, offset: offset, length: length, chunks: chunks, after: after,
                             submitOnRelease: direction == .fromSlots && receiveSubmission == .onRelease)
         do {
@@ -325,6 +379,7 @@ public final class StagingRing {
                                             si[i].signalSemaphoreCount = 1
                                             si[i].pSignalSemaphores = ss.baseAddress! + i
                                         }
+                                        let queue = lanes[lane].queue
                                         return queue.lock.withLock { _ in
                                             vkQueueSubmit(queue.raw, UInt32(count), si.baseAddress, nil)
                                         }
@@ -337,7 +392,7 @@ public final class StagingRing {
             }
         }
         try check(result, "vkQueueSubmit", VulkanError.submission)
-        for k in first..<(first + count) { recordings[k % Self.recordingCapacity].signals = base + UInt64(k) + 1 }
+        for k in first..<(first + count) { lanes[lane].recordings[k % Self.recordingCapacity].signals = base + UInt64(k) + 1 }
         t.submitted = first + count
         transfer = t
     }
@@ -346,12 +401,13 @@ public final class StagingRing {
     /// recorded anew (after its last submission is done).
     private func recording(for k: Int, _ t: Transfer, timeout: Duration) throws(VulkanError) -> VkCommandBuffer {
         let index = k % Self.recordingCapacity
-        if index == recordings.count {
-            recordings.append(Recording(commandBuffer: try device.allocatePrimaryCommandBuffer(from: pool)))
+        let l = lane
+        if index == lanes[l].recordings.count {
+            lanes[l].recordings.append(Recording(commandBuffer: try device.allocatePrimaryCommandBuffer(from: lanes[l].pool)))
         }
         // A command buffer runs once at a time: its previous submission must be done. With the
         // lookahead bound it is: the host has already seen every copy that far back.
-        let previous = recordings[index].signals
+        let previous = lanes[l].recordings[index].signals
         if previous > 0, try copied.value() < previous {
             try copied.wait(for: previous, timeout: timeout, policy: hostWait)
         }
@@ -359,16 +415,16 @@ public final class StagingRing {
         let length = min(chunkSize, t.length - UInt64(k) * chunkSize)
         let slot = k % slots.count
         let first = k == 0, last = k == t.chunks - 1
-        let r = recordings[index]
+        let r = lanes[l].recordings[index]
         if r.valid, r.buffer === t.buffer, r.direction == t.direction, r.bufferOffset == bufferOffset, r.length == length,
            r.slot == slot, r.first == first || timestamps == nil, r.last == last || timestamps == nil {
             return r.commandBuffer
         }
-        recordings[index].valid = false
+        lanes[l].recordings[index].valid = false
         var begin = VkCommandBufferBeginInfo()
         begin.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
         try check(vkBeginCommandBuffer(r.commandBuffer, &begin), "vkBeginCommandBuffer", VulkanError.commandRecording)
-        let recorder = CommandRecorder(raw: r.commandBuffer, device: device, queue: queue)
+        let recorder = CommandRecorder(raw: r.commandBuffer, device: device, queue: lanes[l].queue)
         do throws(VulkanError) {
             if first, let timestamps {
                 try recorder.resetQueries(timestamps, first: 0, count: 2)
@@ -385,9 +441,9 @@ public final class StagingRing {
             _ = vkEndCommandBuffer(r.commandBuffer)
             throw error
         }
-        recorder.barrier(closing ?? (t.direction == .toSlots ? .copyToHost : .full))
+        recorder.barrier(closing ?? Self.closing(for: t.direction, buffer: t.buffer))
         try check(vkEndCommandBuffer(r.commandBuffer), "vkEndCommandBuffer", VulkanError.commandRecording)
-        recordings[index] = Recording(commandBuffer: r.commandBuffer, buffer: t.buffer, direction: t.direction,
+        lanes[l].recordings[index] = Recording(commandBuffer: r.commandBuffer, buffer: t.buffer, direction: t.direction,
                                       bufferOffset: bufferOffset, length: length, slot: slot, first: first, last: last,
                                       valid: true, signals: r.signals)
         return r.commandBuffer

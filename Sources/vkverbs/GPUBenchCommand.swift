@@ -24,8 +24,13 @@ struct GPUBenchResult: Codable {
     var slots: Int?
     /// Single copies: regions the copy was split into (one vkCmdCopyBuffer); nil: one.
     var split: Int? = nil
-    /// Single copies: "shader" when a compute shader copied; nil: vkCmdCopyBuffer.
+    /// Single copies: "shader" when a compute shader copied, "two-queues" when two halves ran on
+    /// two queues at once (GPU time: the longer half); nil: vkCmdCopyBuffer.
     var copier: String? = nil
+    /// The barrier each recording ended with; staged: nil when the ring chose by direction.
+    var closingBarrier: String? = nil
+    /// The queue family the copies ran on.
+    var queueFamily: UInt32? = nil
     /// GPU time from a timestamp before the (first) copy to one after the (last) copy.
     var gpuNanoseconds: [Double]
     /// Submitting and waiting (for staged: the whole ring, every chunk).
@@ -129,11 +134,13 @@ struct GPUBenchCommand: ParsableCommand {
     var spinMicroseconds: Int?
     @Option(help: "Completion signal of single copies: timeline or fence (default: timeline where the device has it).")
     var completion: String?
-    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only) or none (default: full).")
+    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only), copy-to-device (h2d only) or none (default: by direction, copy-to-host d2h, copy-to-device h2d).")
     var closingBarrier: String?
     @Option(help: "Single copies: regions per vkCmdCopyBuffer (repeat for several; 1 by default).") var split: [Int] = [1]
     @Option(help: "Single copies: what copies, copy-command (vkCmdCopyBuffer) or shader (a compute shader); repeat for both.")
     var copier: [String] = ["copy-command"]
+    @Flag(help: "Single copies: each split in two halves, one on the large-copy queue and one on the copy queue (families that differ), submitted together and both waited for.")
+    var twoQueues = false
     @Option(help: "Shader copies: workgroups of 256 invocations.") var shaderGroups: UInt32 = 4096
     @Option(help: "Sizes for the submission probe (repeat; none: no probe).") var probeSizes: [UInt64] = []
     @Option(help: "Submissions per method and size in the probe.") var probeIterations: Int = 2000
@@ -170,7 +177,7 @@ struct GPUBenchCommand: ParsableCommand {
         if chunk.contains(where: { $0 == 0 || $0 % 4 != 0 }) { throw ValidationError("--chunk must be a positive multiple of 4") }
         if let spin = spinMicroseconds, spin < 0 { throw ValidationError("--spin-microseconds must be >= 0") }
         if let c = closingBarrier, ClosingBarrier(rawValue: c) == nil {
-            throw ValidationError("--closing-barrier must be full, copy-to-host or none")
+            throw ValidationError("--closing-barrier must be full, copy-to-host, copy-to-device or none")
         }
         if split.contains(where: { $0 < 1 || $0 > 64 }) { throw ValidationError("--split must be 1 ... 64") }
         if copier.contains(where: { $0 != "copy-command" && $0 != "shader" }) {
@@ -275,7 +282,8 @@ struct Bench {
     let largePool: TimestampQueryPool
     let timeout: Duration
     let hostWait: HostWait
-    let closing: ClosingBarrier
+    /// The barrier named by --closing-barrier; nil: by direction (`closing(for:)`).
+    let closingOverride: ClosingBarrier?
     /// The compute kernel of `--copier shader`, made on first use.
     let kernelBox = KernelBox()
     final class KernelBox { var kernel: ComputeKernel? }
@@ -299,7 +307,15 @@ struct Bench {
         pool = try TimestampQueryPool(device: device, count: 2, queue: .copy)
         largePool = try TimestampQueryPool(device: device, count: 2, queue: .largeCopy)
         timeout = .seconds(command.timeout)
-        closing = command.closingBarrier.flatMap(ClosingBarrier.init(rawValue:)) ?? .full
+        closingOverride = command.closingBarrier.flatMap(ClosingBarrier.init(rawValue:))
+    }
+
+    /// The barrier a single copy ends with: the one named, else what `StagingRing` ends its
+    /// chunks with by direction: copy-to-host for d2h (the host or the NIC reads the destination
+    /// next; 1.5-2 us less per copy than full on an H200), copy-to-device for h2d into memory the
+    /// host does not map (later GPU work reads it), full into memory it does.
+    func closing(for direction: String, local: DeviceBuffer) -> ClosingBarrier {
+        closingOverride ?? StagingRing.closing(for: direction == "d2h" ? .toSlots : .fromSlots, buffer: local)
     }
 
     /// A memory type with all of `required` and none of `excluded`, preferring one without `avoid`.
@@ -325,11 +341,14 @@ struct Bench {
             repetitions: command.repetitions, warmup: command.warmup, sizes: sizes,
             completion: runner.completion.rawValue,
             spinMicroseconds: Double(hostWait.spin.components.seconds) * 1e6 + Double(hostWait.spin.components.attoseconds) / 1e12,
-            closingBarrier: closing.rawValue, copyQueue: device.copyQueueChoice,
+            closingBarrier: closingOverride?.rawValue ?? "by direction: copy-to-host d2h, copy-to-device h2d (full into mapped memory)", copyQueue: device.copyQueueChoice,
             receiveSubmission: command.receiveSubmission ?? StagingRing.ReceiveSubmission.onRelease.rawValue,
             results: [], syncProbe: [], notes: [])
         if !local.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
             report.notes.append("the device-local buffer is not DEVICE_LOCAL (memory type \(local.memoryType.index)): this device has no separate GPU memory")
+        }
+        if command.twoQueues, largeRunner.queue.family == runner.queue.family {
+            report.notes.append("--two-queues: the copy queue and the large-copy queue are of one family (\(runner.queue.family)): single copies ran whole")
         }
         if !command.probeSizes.isEmpty {
             report.syncProbe = try probe(local: local, progress: progress)
@@ -420,6 +439,9 @@ struct Bench {
     private func measure(_ destination: String, direction: String, local: DeviceBuffer, host: DeviceBuffer, size: UInt64,
                          regions: Int = 1, shader: Bool = false) throws(VulkanError) -> GPUBenchResult
     {
+        if command.twoQueues, !shader, regions == 1, size >= 8, largeRunner.queue.family != self.runner.queue.family {
+            return try measureTwoQueues(destination, direction: direction, local: local, host: host, size: size)
+        }
         let toHost = direction == "d2h"
         let value = marker(size, toHost ? 0 : 1)
         try fill(toHost ? local : host, size: size, value: value)
@@ -431,6 +453,7 @@ struct Bench {
         let large = device.copyRole(forBytes: size) == .largeCopy
         let runner = shader ? shaderRunner : (large ? largeRunner : self.runner)
         let pool = shader ? self.pool : (large ? largePool : self.pool)
+        let closing = closing(for: direction, local: local)
         // The copy itself, recorded once with timestamps around it and once without.
         func recordCopy(_ r: CommandRecorder) throws(VulkanError) {
             if shader {
@@ -472,7 +495,68 @@ struct Bench {
         var r = result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
         r.setUntimed(untimed, size: size)
         if regions > 1 { r.split = regions }
+        r.closingBarrier = closing.rawValue
+        r.queueFamily = runner.queue.family
         if shader { r.copier = "shader" }
+        return r
+    }
+
+    /// One copy as two halves at once: the first on the large-copy queue, the second on the copy
+    /// queue (another family, so another copy engine may take it), each recorded once, both
+    /// submitted before either is waited for. GPU time: the longer half by its own queue's timestamps.
+    private func measureTwoQueues(_ destination: String, direction: String, local: DeviceBuffer, host: DeviceBuffer,
+                                  size: UInt64) throws(VulkanError) -> GPUBenchResult {
+        let toHost = direction == "d2h"
+        let value = marker(size, toHost ? 0 : 1)
+        try fill(toHost ? local : host, size: size, value: value)
+        if !toHost { try fill(local, size: size, value: 0) }
+        let closing = closing(for: direction, local: local)
+        let half = size / 8 * 4
+        let halves: [(runner: GPUCommandRunner, pool: TimestampQueryPool, offset: UInt64, bytes: UInt64)] =
+            [(largeRunner, largePool, 0, half), (runner, pool, half, size - half)]
+        func record(timed: Bool) throws(VulkanError) {
+            for h in halves {
+                try h.runner.record(timeout: timeout, closing: closing) { (r) throws(VulkanError) in
+                    if timed {
+                        try r.resetQueries(h.pool)
+                        try r.writeTimestamp(h.pool, index: 0, stage: .top)
+                    }
+                    try r.copy(from: toHost ? local : host, to: toHost ? host : local, size: h.bytes,
+                               sourceOffset: h.offset, destinationOffset: h.offset)
+                    if timed { try r.writeTimestamp(h.pool, index: 1, stage: .bottom) }
+                }
+            }
+        }
+        func runBoth() throws(VulkanError) -> Double {
+            let start = monotonicSeconds()
+            for h in halves { try h.runner.submitRecorded(timeout: timeout) }
+            for h in halves { try h.runner.waitForCompletion(timeout: timeout) }
+            return (monotonicSeconds() - start) * 1e9
+        }
+        var gpu: [Double] = []
+        var wall: [Double] = []
+        try record(timed: true)
+        for n in 0..<(command.warmup + command.repetitions) {
+            let elapsed = try runBoth()
+            guard n >= command.warmup else { continue }
+            wall.append(elapsed)
+            gpu.append(Swift.max(try pool.nanoseconds(from: 0, to: 1), try largePool.nanoseconds(from: 0, to: 1)))
+        }
+        try record(timed: false)
+        var untimed: [Double] = []
+        for n in 0..<(command.warmup + command.repetitions) {
+            let elapsed = try runBoth()
+            if n >= command.warmup { untimed.append(elapsed) }
+        }
+        // A full barrier on each queue before anything reads.
+        for h in halves where closing != .full { try h.runner.run(timeout: timeout) { _ in } }
+        let verified = toHost ? spotCheck(host.bytes, size: size, value: value)
+            : try checkLocal(local, through: host, size: size, value: value)
+        var r = result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
+        r.setUntimed(untimed, size: size)
+        r.copier = "two-queues"
+        r.closingBarrier = closing.rawValue
+        r.queueFamily = largeRunner.queue.family
         return r
     }
 
@@ -486,15 +570,16 @@ struct Bench {
             slots.append(try DeviceBuffer(device: device, size: slotSize, memoryTypeIndex: memoryType.index, map: true))
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
-        let pool = ring.queue === device.largeCopyQueue && device.largeCopyQueue !== device.copyQueue ? largePool : self.pool
-        ring.timestamps = pool
         if let r = command.receiveSubmission.flatMap(StagingRing.ReceiveSubmission.init(rawValue:)) { ring.receiveSubmission = r }
         // The ring's own choice by direction unless --closing-barrier names one.
-        if command.closingBarrier != nil { ring.closing = closing }
+        if let closingOverride { ring.closing = closingOverride }
         var results: [GPUBenchResult] = []
         for direction in command.directionList {
             let toSlots = direction == "d2h"
             for size in sizes {
+                // The ring submits each transfer to the queue for its largest chunk: timestamps of that queue.
+                let queue = ring.queue(forLength: size)
+                let pool = queue === device.largeCopyQueue && device.largeCopyQueue !== device.copyQueue ? largePool : self.pool
                 let value = marker(size, chunk &+ (toSlots ? 0 : 1))
                 if toSlots {
                     try fill(local, size: size, value: value)
@@ -567,6 +652,8 @@ struct Bench {
                 r.setUntimed(untimed, size: size)
                 r.chunkSize = chunk
                 r.slots = slotCount
+                r.closingBarrier = (ring.closing ?? StagingRing.closing(for: toSlots ? .toSlots : .fromSlots, buffer: local)).rawValue
+                r.queueFamily = queue.family
                 results.append(r)
                 progress("staged/\(formatBytes(chunk))x\(slotCount) \(direction) \(formatBytes(size)): GPU best "
                          + "\(String(format: "%.2f", r.gpuBestGBps)), wall best \(String(format: "%.2f", r.wallBestGBps)) GB/s")

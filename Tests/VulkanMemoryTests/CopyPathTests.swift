@@ -39,4 +39,23 @@ final class CopyPathTests: ValidatedVulkanTestCase {
             try runner.run { (r) throws(VulkanError) in try r.dispatch(copyKernel, buffer: host, groups: 1) }
         }
     }
+
+    /// A host -> device copy closed by `.copyToDevice` (or `.full`) is what a later copy on the
+    /// same queue reads back.
+    func testCopyToDeviceBarrierOrdersTheNextCopy() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let words = 4096 + 4
+        let local = try DeviceBuffer(device: device, size: UInt64(words * 4), hostVisible: false)
+        let source = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        for (round, closing) in [ClosingBarrier.copyToDevice, .full].enumerated() {
+            let want = (0..<words).map { UInt32($0) &* 2_654_435_761 &+ UInt32(round) }
+            source.bytes!.bindMemory(to: UInt32.self).update(fromContentsOf: want)
+            back.bytes!.bindMemory(to: UInt32.self).update(repeating: 0)
+            try runner.run(closing: closing) { (r) throws(VulkanError) in try r.copy(from: source, to: local) }
+            try runner.run(closing: .copyToHost) { (r) throws(VulkanError) in try r.copy(from: local, to: back) }
+            XCTAssertEqual(back.words, want, "\(closing)")
+        }
+    }
 }

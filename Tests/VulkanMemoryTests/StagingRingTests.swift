@@ -107,6 +107,59 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         XCTAssertEqual(try ring.released.value(), 13 + 7)
     }
 
+    /// Each transfer goes to the queue for its largest chunk (`copyRole(forBytes:)` of the smaller
+    /// of chunk size and length): transfers shorter than a chunk and longer ones, in turn through
+    /// one ring, each deliver their bytes, both ways; the barrier each chunk ends with follows the
+    /// direction and whether the host maps the device buffer.
+    func testEachTransferPicksItsQueueAndBarrier() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 4096
+        let local = try DeviceBuffer(device: device, size: chunk * 4, hostVisible: false)
+        let mapped = try DeviceBuffer(device: device, size: chunk, hostVisible: true)
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        XCTAssertEqual(StagingRing.closing(for: .toSlots, buffer: local), .copyToHost)
+        // lavapipe's memory is all host-visible: the device buffer there is mapped memory too.
+        let localMapped = local.memoryType.has(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: local), localMapped ? .full : .copyToDevice)
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: mapped), .full)
+        let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        for (round, length) in [UInt64(256), chunk * 4, 1024, chunk * 3 + 512].enumerated() {
+            XCTAssertTrue(ring.queue(forLength: length) === device.queue(device.copyRole(forBytes: min(chunk, length))))
+            let value = UInt32(0x1000 + round)
+            // Sending.
+            try runner.fill(local, value: value)
+            var chunks = try ring.begin(.toSlots, buffer: local, length: length)
+            XCTAssertTrue(ring.queue === ring.queue(forLength: length))
+            for k in 0..<chunks {
+                try ring.waitCopied(k, timeout: .seconds(30))
+                let n = Int(ring.length(ofChunk: k)) / 4
+                XCTAssertEqual(Set(ring.slot(ofChunk: k).words.prefix(n)), [value], "send round \(round) chunk \(k)")
+                try ring.release(k)
+            }
+            try ring.finish(timeout: .seconds(30))
+            // Receiving.
+            try runner.fill(local, value: 0)
+            chunks = try ring.begin(.fromSlots, buffer: local, length: length)
+            for k in 0..<min(2, chunks) {
+                ring.slot(ofChunk: k).bytes!.bindMemory(to: UInt32.self).update(repeating: value + 1)
+                try ring.release(k)
+            }
+            for k in 0..<chunks {
+                try ring.waitCopied(k, timeout: .seconds(30))
+                if k + 2 < chunks {
+                    ring.slot(ofChunk: k + 2).bytes!.bindMemory(to: UInt32.self).update(repeating: value + 1)
+                    try ring.release(k + 2)
+                }
+            }
+            try ring.finish(timeout: .seconds(30))
+            try runner.copy(from: local, to: back)
+            let got = back.words
+            XCTAssertEqual(Set(got.prefix(Int(length / 4))), [value + 1], "receive round \(round)")
+            XCTAssertEqual(Set(got.dropFirst(Int(length / 4))).subtracting([0]), [], "receive round \(round): past the end")
+        }
+    }
+
     /// More chunks than the ring keeps recordings for: command buffers are recorded again only
     /// after the copies they held are done, and the queue never runs ahead into a deadlock.
     func testMoreChunksThanRecordingsFinish() throws {
