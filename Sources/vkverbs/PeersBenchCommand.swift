@@ -99,6 +99,7 @@ struct PeersBenchCommand: ParsableCommand {
         // The first `rdma` run may leave a thread of Foundation's behind: count after it.
         _ = Self.resourceCounts(counted)
         let baseline = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        let baselineNames = (threads: Self.threadNames(), fds: Self.fileDescriptorTargets())
         let maxThreads: Int
         do {
             let pd = try ProtectionDomain(context: context)
@@ -151,6 +152,13 @@ struct PeersBenchCommand: ParsableCommand {
               + "; after close: " + keys.map { "\($0) \(after.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " "))
         let back = after.threads == baseline.threads && after.fds == baseline.fds && keys.allSatisfy { after.rdma[$0] == baseline.rdma[$0] }
         print("peers-bench: resources \(back ? "back to the baseline" : "NOT back to the baseline")")
+        if !back {
+            // Name what is left over, so a leak can be told from a runtime's lazily started pool.
+            let threads = Self.threadNames().subtracting(baselineNames.threads)
+            let fds = Self.fileDescriptorTargets().subtracting(baselineNames.fds)
+            print("peers-bench: threads not there before: " + (threads.isEmpty ? "none" : threads.sorted().joined(separator: ", ")))
+            print("peers-bench: file descriptors not there before: " + (fds.isEmpty ? "none" : fds.sorted().joined(separator: ", ")))
+        }
         if !back { throw TransferError.invalidArgument("resources not back to the baseline after the engine closed") }
     }
 
@@ -179,6 +187,21 @@ struct PeersBenchCommand: ParsableCommand {
 
     static func threadCount() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1 }
     static func fileDescriptorCount() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
+    /// "TID name" of each thread of this process.
+    static func threadNames() -> Set<String> {
+        let tids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return Set(tids.map { tid in
+            let name = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? "?"
+            return "\(tid) \(name.trimmingCharacters(in: .whitespacesAndNewlines))"
+        })
+    }
+    /// "FD -> target" of each open file descriptor of this process.
+    static func fileDescriptorTargets() -> Set<String> {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return Set(fds.map { fd in
+            "\(fd) -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?")
+        })
+    }
 
     /// `rdma resource show DEVICE`: "0: rxe0: pd 2 cq 4 qp 1 cm_id 0 mr 3 ctx 1 srq 0".
     static func resourceCounts(_ device: String) -> [String: Int] {
