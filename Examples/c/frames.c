@@ -542,9 +542,10 @@ static void serve(const char *addr, uint16_t port, uint64_t frames) {
             uint64_t want = length_of(frame.number, TWO_HOSTS_MAX);
             if (frame.number >= frames || frame.length != want || !frame.data || !frame.has_checksum) {
                 if (bad_length++ < 5)
-                    printf("  serve: frame %llu: %llu bytes (want %llu), data %s, checksum %s\n",
-                           (unsigned long long)frame.number, (unsigned long long)frame.length, (unsigned long long)want,
-                           frame.data ? "mapped" : "NULL", frame.has_checksum ? "sent" : "missing");
+                    printf("  serve: frame %llu%s: %llu bytes (want %llu), data %s, checksum %s\n",
+                           (unsigned long long)frame.number, frame.number >= frames ? " (beyond the stream's)" : "",
+                           (unsigned long long)frame.length, (unsigned long long)want, frame.data ? "mapped" : "NULL",
+                           frame.has_checksum ? "sent" : "missing");
             } else {
                 const uint8_t *p = frame.data;
                 for (uint64_t i = 0; i < frame.length; i++)
@@ -571,7 +572,7 @@ static void serve(const char *addr, uint16_t port, uint64_t frames) {
         TRUE(stats.bytes == bytes_of_stream(frames));
         TRUE(stats.latency_count == frames && stats.latency_p50_ns <= stats.latency_p99_ns &&
              stats.latency_p99_ns <= stats.latency_max_ns);
-        printf("  serve: %llu of %llu frames in order, %llu bytes checked, in %.2f s (%.0f frames/s); %llu credit writes; "
+        printf("  serve: %llu frames (%llu wanted), %llu bytes checked, in %.2f s (%.0f frames/s); %llu credit writes; "
                "latency us p50 %.1f p99 %.1f max %.1f (across hosts: as good as their clocks)\n",
                (unsigned long long)got, (unsigned long long)frames, (unsigned long long)bytes, seconds,
                seconds > 0 ? (double)got / seconds : 0.0, (unsigned long long)stats.credit_writes, stats.latency_p50_ns / 1e3,
