@@ -573,7 +573,7 @@ static void serve(const char *addr, uint16_t port, uint64_t frames) {
         TRUE(stats.latency_count == frames && stats.latency_p50_ns <= stats.latency_p99_ns &&
              stats.latency_p99_ns <= stats.latency_max_ns);
         printf("  serve: %llu frames (%llu wanted), %llu bytes checked, in %.2f s (%.0f frames/s); %llu credit writes; "
-               "latency us p50 %.1f p99 %.1f max %.1f (across hosts: as good as their clocks)\n",
+               "latency us p50 %.1f p99 %.1f max %.1f (across hosts only as good as their clock sync; 0 where the sender's clock is ahead)\n",
                (unsigned long long)got, (unsigned long long)frames, (unsigned long long)bytes, seconds,
                seconds > 0 ? (double)got / seconds : 0.0, (unsigned long long)stats.credit_writes, stats.latency_p50_ns / 1e3,
                stats.latency_p99_ns / 1e3, stats.latency_max_ns / 1e3);
