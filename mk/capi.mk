@@ -7,7 +7,8 @@
 #   make uninstall [PREFIX=] [DESTDIR=]
 #   make test-capi                 install into a temporary prefix, build Examples/ with gcc/g++
 #                                  through pkg-config, run the misuse test (+ valgrind) on the host,
-#                                  then C <-> C++ transfers in `scripts/fabric run` and `two-hosts`
+#                                  then C <-> C++ transfers in `scripts/fabric run` and `two-hosts`,
+#                                  frame streams in both (two-hosts: one stream between the guests)
 #
 # The library links the Swift runtime statically and exports only vkv_* (Package.swift), so
 # the installed .so needs nothing from the Swift toolchain at run time.

@@ -14,6 +14,16 @@
  *                          fit the slots refused; a stalled receiver timing a sender's credit wait
  *                          out; a receiver that closes giving the sender an error in time; calls
  *                          after close; no handle left open.
+ *   frames --serve ADDR [--port P] [--frames N]
+ *                          one stream between two hosts, the receiving end: listens on ADDR, port
+ *                          P (default 18613), takes one sender (waiting up to 3 minutes), block
+ *                          policy into host memory (16 slots of 4,096 bytes); wants exactly N
+ *                          frames (default 2,000) of 1 to 4,096 bytes, numbered 0 .. N-1 in order,
+ *                          each once, every byte and length checked, and the statistics to agree.
+ *   frames --send PEER [--port P] [--frames N]
+ *                          the sending end: connects to PEER (retrying for up to 3 minutes, as the
+ *                          receiving host may start later), checks the ring's geometry, sends the N
+ *                          frames and waits until the receiver released all of them.
  * Exit 0 when every check passed; the last line is "frames(c): N checks, M failed ...".
  */
 #define _POSIX_C_SOURCE 200809L
@@ -482,15 +492,199 @@ static void rdma_checks(const char *addr) {
     TRUE(vkv_live_handle_count() == 0);
 }
 
+/* ---- One stream between two hosts (--serve / --send) ------------------------------ */
+
+#define TWO_HOSTS_PORT 18613
+#define TWO_HOSTS_SLOTS 16
+#define TWO_HOSTS_MAX 4096
+#define TWO_HOSTS_FRAMES 2000
+#define TWO_HOSTS_WAIT_MS 180000 /* the other host may reach its end of the stream this much later */
+#define TWO_HOSTS_STEP_MS 30000  /* every wait inside the stream (TCG guests are slow) */
+
+static uint64_t bytes_of_stream(uint64_t frames) {
+    uint64_t total = 0;
+    for (uint64_t f = 0; f < frames; f++) total += length_of(f, TWO_HOSTS_MAX);
+    return total;
+}
+
+/* The receiving end: every frame once, in order, every byte checked. */
+static void serve(const char *addr, uint16_t port, uint64_t frames) {
+    vkv_device *dev = NULL;
+    vkv_listener *listener = NULL;
+    vkv_frame_receiver *r = NULL;
+    EXPECT(vkv_device_open, (NULL, &dev), VKV_OK);
+    if (dev) EXPECT(vkv_listen, (dev, addr, port, &listener), VKV_OK);
+    if (!listener) {
+        printf("  serve: cannot listen on %s port %u: %s\n", addr, (unsigned)port, vkv_last_error_message());
+        if (dev) vkv_device_close(dev);
+        return;
+    }
+    vkv_frame_receiver_options o = options_of(TWO_HOSTS_SLOTS, TWO_HOSTS_MAX, VKV_FRAME_POLICY_BLOCK);
+    o.timeout_ms = TWO_HOSTS_STEP_MS;
+    double t0 = now_seconds();
+    vkv_status st = vkv_frame_receiver_accept(listener, &o, NULL, VKV_STRATEGY_HOST, VK_NULL_HANDLE, TWO_HOSTS_WAIT_MS, &r);
+    if (st != VKV_OK) printf("  serve: accept: %s: %s\n", vkv_status_string(st), vkv_last_error_message());
+    TRUE(st == VKV_OK && r != NULL);
+    if (r) {
+        printf("  serve: a sender connected after %.1f s\n", now_seconds() - t0);
+        double t1 = now_seconds();
+        uint64_t got = 0, bad_number = 0, bad_length = 0, bad_bytes = 0, next_expected = 0, bytes = 0;
+        int32_t state = VKV_FRAME_NONE;
+        vkv_frame frame;
+        for (;;) {
+            st = vkv_frame_receiver_next(r, TWO_HOSTS_STEP_MS, &frame, &state);
+            if (st != VKV_OK || state != VKV_FRAME_READY) break;
+            got++;
+            if (frame.number != next_expected && bad_number++ < 5)
+                printf("  serve: frame %llu arrived where %llu was due\n", (unsigned long long)frame.number,
+                       (unsigned long long)next_expected);
+            next_expected = frame.number + 1;
+            uint64_t want = length_of(frame.number, TWO_HOSTS_MAX);
+            if (frame.number >= frames || frame.length != want || !frame.data || !frame.has_checksum) {
+                if (bad_length++ < 5)
+                    printf("  serve: frame %llu%s: %llu bytes (want %llu), data %s, checksum %s\n",
+                           (unsigned long long)frame.number, frame.number >= frames ? " (beyond the stream's)" : "",
+                           (unsigned long long)frame.length, (unsigned long long)want, frame.data ? "mapped" : "NULL",
+                           frame.has_checksum ? "sent" : "missing");
+            } else {
+                const uint8_t *p = frame.data;
+                for (uint64_t i = 0; i < frame.length; i++)
+                    if (p[i] != pattern(frame.number, i)) {
+                        if (bad_bytes++ < 5)
+                            printf("  serve: frame %llu byte %llu is 0x%02x, want 0x%02x\n", (unsigned long long)frame.number,
+                                   (unsigned long long)i, p[i], pattern(frame.number, i));
+                        break;
+                    }
+                bytes += frame.length;
+            }
+            EXPECT(vkv_frame_receiver_release, (r, frame.number), VKV_OK);
+        }
+        double seconds = now_seconds() - t1;
+        if (st != VKV_OK) printf("  serve: next: %s: %s\n", vkv_status_string(st), vkv_last_error_message());
+        TRUE(st == VKV_OK && state == VKV_FRAME_ENDED);
+        TRUE(got == frames && next_expected == frames);
+        TRUE(bad_number == 0 && bad_length == 0 && bad_bytes == 0);
+        TRUE(bytes == bytes_of_stream(frames));
+        vkv_frame_statistics stats;
+        memset(&stats, 0, sizeof stats);
+        EXPECT(vkv_frame_receiver_statistics, (r, &stats), VKV_OK);
+        TRUE(stats.arrived == frames && stats.delivered == frames && stats.released == frames && stats.dropped == 0);
+        TRUE(stats.bytes == bytes_of_stream(frames));
+        TRUE(stats.latency_count == frames && stats.latency_p50_ns <= stats.latency_p99_ns &&
+             stats.latency_p99_ns <= stats.latency_max_ns);
+        printf("  serve: %llu frames (%llu wanted), %llu bytes checked, in %.2f s (%.0f frames/s); %llu credit writes; "
+               "latency us p50 %.1f p99 %.1f max %.1f (across hosts only as good as their clock sync; 0 where the sender's clock is ahead)\n",
+               (unsigned long long)got, (unsigned long long)frames, (unsigned long long)bytes, seconds,
+               seconds > 0 ? (double)got / seconds : 0.0, (unsigned long long)stats.credit_writes, stats.latency_p50_ns / 1e3,
+               stats.latency_p99_ns / 1e3, stats.latency_max_ns / 1e3);
+        EXPECT(vkv_frame_receiver_close, (r), VKV_OK);
+    }
+    EXPECT(vkv_listener_close, (listener), VKV_OK);
+    EXPECT(vkv_device_close, (dev), VKV_OK);
+    TRUE(vkv_live_handle_count() == 0);
+}
+
+/* The sending end: connects (retrying while the receiver is not there yet), sends, finishes. */
+static void send_stream(const char *peer, uint16_t port, uint64_t frames) {
+    vkv_frame_sender *s = NULL;
+    vkv_status st = VKV_ERR_CONNECTION;
+    double t0 = now_seconds();
+    int attempts = 0;
+    /* Nothing listening yet is VKV_ERR_CONNECTION (refused) or VKV_ERR_TIMEOUT (no answer). */
+    while ((st == VKV_ERR_CONNECTION || st == VKV_ERR_TIMEOUT) && (now_seconds() - t0) * 1000 < TWO_HOSTS_WAIT_MS) {
+        if (attempts++) sleep_ms(250);
+        st = vkv_frame_sender_connect(peer, port, TWO_HOSTS_MAX, TWO_HOSTS_SLOTS, 0, TWO_HOSTS_STEP_MS, &s);
+    }
+    if (st != VKV_OK)
+        printf("  send: connect to %s port %u: %s after %d attempts in %.1f s: %s\n", peer, (unsigned)port,
+               vkv_status_string(st), attempts, now_seconds() - t0, vkv_last_error_message());
+    else
+        printf("  send: connected after %d attempt(s) in %.1f s\n", attempts, now_seconds() - t0);
+    TRUE(st == VKV_OK && s != NULL);
+    if (!s) return;
+    uint32_t slots = 0;
+    uint64_t slot_size = 0;
+    EXPECT(vkv_frame_sender_geometry, (s, &slots, &slot_size), VKV_OK);
+    TRUE(slots == TWO_HOSTS_SLOTS && slot_size == TWO_HOSTS_MAX);
+    uint8_t *buf = malloc(TWO_HOSTS_MAX);
+    TRUE(buf != NULL);
+    double t1 = now_seconds();
+    st = buf ? VKV_OK : VKV_ERR_INTERNAL;
+    uint64_t sent = 0;
+    for (uint64_t f = 0; f < frames && st == VKV_OK; f++) {
+        uint64_t n = length_of(f, TWO_HOSTS_MAX), number = UINT64_MAX;
+        for (uint64_t i = 0; i < n; i++) buf[i] = pattern(f, i);
+        st = vkv_frame_sender_send(s, buf, n, &number);
+        if (st != VKV_OK) {
+            printf("  send: frame %llu: %s: %s\n", (unsigned long long)f, vkv_status_string(st), vkv_last_error_message());
+        } else if (number != f) {
+            printf("  send: frame %llu came back as number %llu\n", (unsigned long long)f, (unsigned long long)number);
+            st = VKV_ERR_INTERNAL;
+        } else {
+            sent++;
+        }
+    }
+    TRUE(st == VKV_OK && sent == frames);
+    free(buf);
+    vkv_frame_sender_summary summary;
+    memset(&summary, 0, sizeof summary);
+    if (st == VKV_OK) {
+        /* Returns once the receiver released every frame. */
+        EXPECT(vkv_frame_sender_finish, (s, &summary), VKV_OK);
+        TRUE(summary.frames == frames && summary.bytes == bytes_of_stream(frames));
+        double seconds = now_seconds() - t1;
+        printf("  send: %llu frames, %llu bytes, all released by the receiver, in %.2f s (%.0f frames/s); %llu credit waits\n",
+               (unsigned long long)summary.frames, (unsigned long long)summary.bytes, seconds,
+               seconds > 0 ? (double)summary.frames / seconds : 0.0, (unsigned long long)summary.credit_waits);
+    }
+    EXPECT(vkv_frame_sender_close, (s), VKV_OK);
+    TRUE(vkv_live_handle_count() == 0);
+}
+
+/* --port P / --frames N after the address; 0 on success. */
+static int parse_stream_options(int argc, char **argv, uint16_t *port, uint64_t *frames) {
+    for (int i = 3; i < argc; i += 2) {
+        if (i + 1 >= argc) return 1;
+        char *end = NULL;
+        unsigned long long v = strtoull(argv[i + 1], &end, 10);
+        if (!end || *end || argv[i + 1][0] == '-' || argv[i + 1][0] == '\0') return 1;
+        if (strcmp(argv[i], "--port") == 0 && v >= 1 && v <= 65535) *port = (uint16_t)v;
+        else if (strcmp(argv[i], "--frames") == 0 && v >= 1 && v <= 100000000ull) *frames = v;
+        else return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *rdma = NULL;
+    const char *rdma = NULL, *serve_addr = NULL, *send_peer = NULL;
+    uint16_t port = TWO_HOSTS_PORT;
+    uint64_t frames = TWO_HOSTS_FRAMES;
+    int bad_usage = 0;
     if (argc == 3 && strcmp(argv[1], "--rdma") == 0) rdma = argv[2];
-    else if (argc != 1) {
-        fprintf(stderr, "usage: frames [--rdma ADDR]\n");
+    else if (argc >= 3 && strcmp(argv[1], "--serve") == 0) serve_addr = argv[2];
+    else if (argc >= 3 && strcmp(argv[1], "--send") == 0) send_peer = argv[2];
+    else if (argc != 1) bad_usage = 1;
+    if ((serve_addr || send_peer) && parse_stream_options(argc, argv, &port, &frames) != 0) bad_usage = 1;
+    if (bad_usage) {
+        fprintf(stderr, "usage: frames [--rdma ADDR]\n"
+                        "       frames --serve ADDR [--port P] [--frames N]\n"
+                        "       frames --send PEER [--port P] [--frames N]\n");
         return 2;
     }
-    host_checks();
-    if (rdma) rdma_checks(rdma);
-    printf("frames(c): %d checks, %d failed%s\n", checks, failures, rdma ? " (with RDMA)" : " (host)");
+    const char *what = " (host)";
+    if (serve_addr) {
+        serve(serve_addr, port, frames);
+        what = " (serve)";
+    } else if (send_peer) {
+        send_stream(send_peer, port, frames);
+        what = " (send)";
+    } else {
+        host_checks();
+        if (rdma) {
+            rdma_checks(rdma);
+            what = " (with RDMA)";
+        }
+    }
+    printf("frames(c): %d checks, %d failed%s\n", checks, failures, what);
     return failures ? 1 : 0;
 }
