@@ -131,6 +131,27 @@ struct PeerEngineState: Sendable {
         return (slot, resumes)
     }
 
+    // MARK: Connection events
+
+    /// Each peer's connection-event descriptor, for the loop's sleep.
+    func connectionEventDescriptors() -> [(peer: PeerID, descriptor: Int32)] {
+        peers.compactMap { id, slot in slot.endpoint.connectionEventDescriptor.map { (id, $0) } }
+    }
+
+    /// Reads the connection events of `ids` (their descriptors turned readable in the loop's
+    /// sleep), busy or idle: a disconnect is answered at once and fails the peer (its waiters,
+    /// if any, fail in the next round). Events are read even after a failure, so a descriptor
+    /// does not stay readable.
+    mutating func readConnectionEvents(of ids: [PeerID]) {
+        for id in ids {
+            guard var slot = peers[id] else { continue }
+            if !slot.endpoint.processEvents(), slot.core.failure == nil {
+                _ = slot.core.recordFailure(.disconnected(operation: "\(id) (\(slot.name))"))
+                peers[id] = slot
+            }
+        }
+    }
+
     // MARK: The progress round
 
     /// Polls every peer once without waiting: retires completions, hands out arrivals, fails

@@ -97,11 +97,11 @@ final class ProgressLoop: Sendable {
             if idle == spin { spin = max(4, spin / 2) }
             // Block: arm the queues that have channels, look once more (a completion between
             // the last poll and arming raised no event), then sleep.
-            let (channels, allChannelled, deadline, ready) = state.withLock { s in
+            let (channels, allChannelled, deadline, ready, events) = state.withLock { s in
                 let (channels, all) = s.peers.values.contains(where: \.hasWork) ? s.router.arm() : ([], true)
                 let r = s.round(now: .now, readEvents: true)
                 s.sleeps += 1
-                return (channels, all, s.nearestDeadline, r)
+                return (channels, all, s.nearestDeadline, r, s.connectionEventDescriptors())
             }
             Self.run(ready.resumes)
             if ready.progressed { idle = 0; continue }
@@ -112,7 +112,12 @@ final class ProgressLoop: Sendable {
                 limit = min(limit ?? left, left)
             }
             if closed && ready.busy { limit = min(limit ?? .milliseconds(1), .milliseconds(1)) }
-            wake.sleep(channels: channels, limit: limit)
+            // Every peer's connection events wake it too: an idle peer is not polled, and a
+            // disconnect from its side must be answered now (the other side waits for it).
+            let readable = wake.sleep(channels: channels, events: events.map(\.descriptor), limit: limit)
+            if !readable.isEmpty {
+                state.withLock { s in s.readConnectionEvents(of: readable.map { events[$0].peer }) }
+            }
             backoff = min(backoff * 2, .milliseconds(1))
             sinceEvents = 64
         }

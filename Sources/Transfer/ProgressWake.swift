@@ -34,12 +34,15 @@ final class ProgressWake: Sendable {
         _ = write(writeEnd, &one, 1)
     }
 
-    /// Sleeps until a signal, until one of `channels` is readable, or for `limit` (nil: no
-    /// limit); then takes the signal and the channels' events. Returns whether anything woke it.
+    /// Sleeps until a signal, until one of `channels` or `events` (connection-event
+    /// descriptors) is readable, or for `limit` (nil: no limit); then takes the signal and the
+    /// channels' events. Returns the indices into `events` that are readable (their events are
+    /// left for the caller to read).
     @discardableResult
-    func sleep(channels: [CompletionChannel], limit: Duration?) -> Bool {
+    func sleep(channels: [CompletionChannel], events: [Int32] = [], limit: Duration?) -> [Int] {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
         for channel in channels { fds.append(pollfd(fd: channel.fileDescriptor, events: Int16(POLLIN), revents: 0)) }
+        for descriptor in events { fds.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)) }
         // poll(2) counts milliseconds: a shorter limit sleeps one (a post or a channel still
         // wakes it at once).
         var ms: Int32 = -1
@@ -52,6 +55,8 @@ final class ProgressWake: Sendable {
         var drained = [UInt8](repeating: 0, count: 64)
         while read(fd, &drained, 64) == 64 {}
         for channel in channels { channel.takeEvents() }
-        return n > 0
+        guard n > 0, !events.isEmpty else { return [] }
+        let first = 1 + channels.count
+        return events.indices.filter { fds[first + $0].revents != 0 }
     }
 }

@@ -79,6 +79,7 @@ final class RoutedEndpoint: ConnectedEndpoint {
     var maxMessageSize: Int { inner.maxMessageSize }
     var isConnected: Bool { inner.isConnected }
     @discardableResult func processEvents() -> Bool { inner.processEvents() }
+    var connectionEventDescriptor: Int32? { inner.connectionEventDescriptor }
 
     func postSend(_ request: SendRequest) throws(VerbsError) {
         var r = request

@@ -35,6 +35,10 @@ public protocol ConnectedEndpoint: AnyObject, Sendable {
     /// Reads connection events that are there without waiting; a disconnect moves the
     /// endpoint to the error state. Returns `isConnected`.
     @discardableResult func processEvents() -> Bool
+    /// A descriptor that turns readable when connection events wait to be read, for a progress
+    /// loop to sleep on beside its completion channels (nil: none; `processEvents` must be called
+    /// to learn of them).
+    var connectionEventDescriptor: Int32? { get }
 
     /// Posts one send-queue work request; bounds and rights are checked before posting.
     func postSend(_ request: SendRequest) throws(VerbsError)
@@ -72,6 +76,10 @@ public protocol PreparedPost: AnyObject {
 
 extension PreparedSend: PreparedPost {}
 
+extension ConnectedEndpoint {
+    public var connectionEventDescriptor: Int32? { nil }
+}
+
 extension Connection: ConnectedEndpoint {
     public var sendQueueDepth: Int { Int(queuePair.capabilities.maxSendRequests) }
     public var receiveQueueDepth: Int { Int(queuePair.capabilities.maxReceiveRequests) }
@@ -83,6 +91,9 @@ extension Connection: ConnectedEndpoint {
     public var maxMessageSize: Int {
         (try? context.activePort().maxMessageSize).map { Int(clamping: $0) } ?? (1 << 30)
     }
+
+    /// The connection's own rdmacm event channel.
+    public var connectionEventDescriptor: Int32? { eventFileDescriptor }
 
     public func postSend(_ request: SendRequest) throws(VerbsError) { try queuePair.postSend(request) }
 

@@ -112,14 +112,21 @@ final class PeerGroupRDMATests: RDMATestCase {
                 two.append(try g.engine.postWrite(to: g.peer(2)!, segment, remote: toTwo, at: UInt64(k * chunk)))
             }
             // The removal flushes, routes and ends the peer at once; its last step, the disconnect,
-            // waits for member 1's side to answer, which an engine with no work of its own on that
-            // connection does only when it next reads its events: that wait may time out.
-            do {
-                try g.engine.remove(g.peer(1)!, timeout: .seconds(5))
-            } catch {
-                guard case .timedOut = error else { throw error }
-            }
+            // waits for member 1's side to answer, which member 1's engine does from its progress
+            // loop though it has no work on that connection (it sleeps on the connection's events).
+            try g.engine.remove(g.peer(1)!, timeout: .seconds(10))
             XCTAssertFalse(g.engine.peers.contains(g.peer(1)!), "member 1 is out of the engine")
+            // Member 1's engine learned of it with no call of its own: its peer 0 failed, disconnected.
+            let m1 = groups[1]
+            var seen: TransferError?
+            for _ in 0..<100 where seen == nil {
+                seen = m1.engine.failure(of: m1.peer(0)!)
+                if seen == nil { usleep(50_000) }
+            }
+            guard case .disconnected = seen else {
+                XCTFail("member 1's engine should have seen member 0 disconnect within 5 s, saw \(String(describing: seen))")
+                return
+            }
             for t in two { try g.engine.wait(for: t, timeout: .seconds(30)) }
             XCTAssertNil(g.engine.failure(of: g.peer(2)!))
             XCTAssertEqual(Array(regions[2].bytes!), Array(regions[0].bytes!), "member 2 got every byte")
