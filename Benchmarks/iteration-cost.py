@@ -16,6 +16,11 @@ the timing and is kept. Per iteration = (count in DIR2a - count in DIR1) / (N2 -
 timing-independent ones: setup, connection and teardown cancel. What was left out is reported
 too (its per-iteration figure depends on the timing of that run).
 
+What callgrind did not collect is not here at all: the guest switches it off inside each tool's
+formatted output of the result and vkverbs' control-message waits (Benchmarks/iteration-cost-guest),
+work whose amount the values or a wait decide and which could otherwise agree in both N2 runs by
+chance and pass the rule above.
+
 Time-based work that shares code with the per-message work defeats the rule: vkverbs' progress
 report (every 2 s: a line on standard error and a heartbeat post through the same rxe post as the
 ping-pong's) either drops the post (a different number of reports in DIR2a and DIR2b) or adds the

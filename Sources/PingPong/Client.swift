@@ -144,7 +144,7 @@ public enum PingPongClient {
         try startStep(peer, size: size, total: config.warmup + config.iterations)
         let prepared = try peer.prepare(config.operation, size: size)
         // On verbs the request is a PreparedSend: the loop specialized for it posts it without a
-        // dynamic call (the post itself is inlined from Verbs).
+        // dynamic call (the post is inlined from Verbs or called directly).
         if let direct = prepared as? PreparedSend {
             return try latencyLoop(peer, direct, config, size: size, stopped: &stopped, progress: progress)
         }

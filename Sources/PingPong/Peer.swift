@@ -170,12 +170,23 @@ final class Peer {
 
     /// Posts a prepared request; unsignaled ones are retired by the next signaled one, and one
     /// in 32 is signaled so the send queue never fills up with unretired requests. Generic, so a
-    /// loop that knows its request is a `PreparedSend` posts it without a dynamic call.
+    /// loop that knows its request is a `PreparedSend` posts it without a dynamic call: its post
+    /// is called as `PreparedSend`'s own (the cast folds away once `P` is known), which inlines it;
+    /// through the `PreparedPost` requirement the compiler called it out of line or through the
+    /// witness table.
     @inline(__always)
     func post<P: PreparedPost>(_ prepared: P, signaled: Bool = false, immediate: UInt32? = nil) throws(PingPongError) {
         wrID += 1
         let signal = signaled || unsignaled >= 31
-        do { try prepared.post(id: wrID, signaled: signal, immediate: immediate) } catch { throw .verbs(error) }
+        do {
+            if let send = prepared as? PreparedSend {
+                try send.post(id: wrID, signaled: signal, immediate: immediate)
+            } else {
+                try prepared.post(id: wrID, signaled: signal, immediate: immediate)
+            }
+        } catch {
+            throw .verbs(error)
+        }
         if signal { unsignaled = 0; pendingSignals += 1 } else { unsignaled += 1 }
     }
 

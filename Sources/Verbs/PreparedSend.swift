@@ -43,8 +43,9 @@ public final class PreparedSend {
 
     /// Posts the request again (`ibv_post_send`) as work request `id`, with a completion when
     /// `signaled`. `immediate` replaces the immediate data of a write or send with immediate.
-    /// Inlinable: a latency loop's post is these few stores and the provider's call; the
-    /// failure's message is built out of line.
+    /// Inlined: a latency loop's post is these few stores and the provider's call; the failure's
+    /// message is built out of line. Called as `PreparedSend`'s (not through `PreparedPost`,
+    /// whose witness the compiler then kept in the loop specialized for `PreparedSend`).
     @inlinable @inline(__always)
     public func post(id: UInt64, signaled: Bool, immediate: UInt32? = nil) throws(VerbsError) {
         wr.pointee.wr_id = id
