@@ -50,12 +50,7 @@ open class RDMATestCase: XCTestCase {
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        // "0: rxe0: pd 2 cq 4 qp 1 cm_id 0 mr 3 ctx 1 srq 0"
-        let words = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
-        var out: [String: Int] = [:]
-        for (i, w) in words.enumerated() where i + 1 < words.count {
-            if ["pd", "cq", "qp", "mr", "cm_id"].contains(w), let n = Int(words[i + 1]) { out[w] = n }
-        }
+        var out = ResourceCounts.parse(String(decoding: data, as: UTF8.self))
         XCTAssertFalse(out.isEmpty, "could not parse `rdma resource show`")
         out["pinned_kib"] = processStatusField("VmPin").flatMap { Int($0) }
         XCTAssertNotNil(out["pinned_kib"], "no VmPin in /proc/self/status")

@@ -154,7 +154,7 @@ struct PeersBenchCommand: ParsableCommand {
         }
         print("peers-bench: threads before \(baseline.threads), at most \(maxThreads) while writing, after close \(after.threads)")
         print("peers-bench: file descriptors before \(baseline.fds), after close \(after.fds)")
-        let keys = ["pd", "cq", "qp", "mr", "cm_id"]
+        let keys = ResourceCounts.keys
         print("peers-bench: \(counted) before: " + keys.map { "\($0) \(baseline.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " ")
               + "; after close: " + keys.map { "\($0) \(after.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " "))
         let back = extra.isEmpty && after.fds == baseline.fds && keys.allSatisfy { after.rdma[$0] == baseline.rdma[$0] }
@@ -223,11 +223,6 @@ struct PeersBenchCommand: ParsableCommand {
         guard (try? p.run()) != nil else { return [:] }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let words = String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
-        var out: [String: Int] = [:]
-        for (i, w) in words.enumerated() where i + 1 < words.count {
-            if ["pd", "cq", "qp", "mr", "cm_id"].contains(w), let n = Int(words[i + 1]) { out[w] = n }
-        }
-        return out
+        return ResourceCounts.parse(String(decoding: data, as: UTF8.self))
     }
 }
