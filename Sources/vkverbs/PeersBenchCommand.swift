@@ -96,10 +96,10 @@ struct PeersBenchCommand: ParsableCommand {
         let first = try parse(target[0])
         let context = try ResolvedRoute.resolve(host: first.host, port: first.port, timeout: .seconds(timeout)).context
         let counted = device ?? context.name
-        // The first `rdma` run may leave a thread of Foundation's behind: count after it.
-        _ = Self.resourceCounts(counted)
-        let baseline = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        // Descriptors are compared as sets taken in one listing each (a count taken apart from the
+        // names could see a descriptor the runtime opened in between, and disagree with them).
         let baselineNames = (threads: Self.threadNames(), fds: Self.fileDescriptorTargets())
+        let baseline = (threads: baselineNames.threads.count, fds: baselineNames.fds, rdma: Self.resourceCounts(counted))
         let maxThreads: Int
         do {
             let pd = try ProtectionDomain(context: context)
@@ -145,15 +145,15 @@ struct PeersBenchCommand: ParsableCommand {
         func newThreads() -> [String] {
             Self.threadNames().subtracting(baselineNames.threads).filter { !$0.contains("qos") }.sorted()
         }
-        var after = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+        var after = (threads: Self.threadCount(), fds: Self.fileDescriptorTargets(), rdma: Self.resourceCounts(counted))
         var extra = newThreads()
         for _ in 0..<50 where !extra.isEmpty || after.fds != baseline.fds || after.rdma != baseline.rdma {
             usleep(100_000)
-            after = (threads: Self.threadCount(), fds: Self.fileDescriptorCount(), rdma: Self.resourceCounts(counted))
+            after = (threads: Self.threadCount(), fds: Self.fileDescriptorTargets(), rdma: Self.resourceCounts(counted))
             extra = newThreads()
         }
         print("peers-bench: threads before \(baseline.threads), at most \(maxThreads) while writing, after close \(after.threads)")
-        print("peers-bench: file descriptors before \(baseline.fds), after close \(after.fds)")
+        print("peers-bench: file descriptors before \(baseline.fds.count), after close \(after.fds.count)")
         let keys = ResourceCounts.keys
         print("peers-bench: \(counted) before: " + keys.map { "\($0) \(baseline.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " ")
               + "; after close: " + keys.map { "\($0) \(after.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " "))
@@ -164,9 +164,10 @@ struct PeersBenchCommand: ParsableCommand {
         if !workers.isEmpty { print("peers-bench: the runtime's dispatch workers started since: " + workers.sorted().joined(separator: ", ")) }
         if !back {
             // Name what is left over, so a leak can be told from a runtime's lazily started pool.
-            let fds = Self.fileDescriptorTargets().subtracting(baselineNames.fds)
+            let fds = after.fds.subtracting(baseline.fds), gone = baseline.fds.subtracting(after.fds)
             print("peers-bench: threads not there before: " + (extra.isEmpty ? "none" : extra.joined(separator: ", ")))
-            print("peers-bench: file descriptors not there before: " + (fds.isEmpty ? "none" : fds.sorted().joined(separator: ", ")))
+            print("peers-bench: file descriptors not there before: " + (fds.isEmpty ? "none" : fds.sorted().joined(separator: ", "))
+                  + "; gone since: " + (gone.isEmpty ? "none" : gone.sorted().joined(separator: ", ")))
         }
         if !back { throw TransferError.invalidArgument("resources not back to the baseline after the engine closed") }
     }
@@ -195,7 +196,6 @@ struct PeersBenchCommand: ParsableCommand {
     }
 
     static func threadCount() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1 }
-    static func fileDescriptorCount() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
     /// "TID name" of each thread of this process.
     static func threadNames() -> Set<String> {
         let tids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
@@ -213,16 +213,33 @@ struct PeersBenchCommand: ParsableCommand {
     }
 
     /// `rdma resource show DEVICE`: "0: rxe0: pd 2 cq 4 qp 1 cm_id 0 mr 3 ctx 1 srq 0".
+    /// Spawned with posix_spawn and read through a pipe on this thread: Foundation's `Process`
+    /// starts threads and a run loop's timer descriptor of its own, which the check would count.
     static func resourceCounts(_ device: String) -> [String: Int] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["rdma", "resource", "show", device]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return [:] }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return ResourceCounts.parse(String(decoding: data, as: UTF8.self))
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return [:] }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)  // dup2 onto 1 in the child clears it there
+        defer { close(fds[0]) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let args = ["rdma", "resource", "show", device].map { a in a.withCString { strdup($0) } }
+        defer { args.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, "rdma", &actions, nil, args + [nil], environ)
+        close(fds[1])
+        guard rc == 0 else { return [:] }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while output.count < 1 << 20 {
+            let n = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n > 0 { output += chunk[..<n] } else if n < 0 && errno == EINTR { continue } else { break }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return ResourceCounts.parse(String(decoding: output, as: UTF8.self))
     }
 }
