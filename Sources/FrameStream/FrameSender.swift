@@ -282,7 +282,8 @@ public final class FrameSender {
         while true {
             try poll()
             if try done() { return }
-            if spins & 255 == 255 {
+            // Every 256 turns while spinning, every turn once napping (a nap can take milliseconds in a busy guest).
+            if spins & 255 == 255 || spins > 4096 {
                 guard endpoint.processEvents() else {
                     close()
                     throw .peerLost("the connection went down while \(what)")
