@@ -7,7 +7,7 @@ RDMA_TESTS := .build/rdma-tests
 # The fabric suite's tests in test-loopback-all (a file of XCTest filters); empty: every test.
 SUITE_TESTS ?=
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare bench-peers clean
+.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-frames-two-hosts test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare bench-peers clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -63,7 +63,7 @@ test-loopback-all: vulkan-layer release
 lint:
 	shellcheck scripts/install-deps scripts/rxe-setup scripts/fabric scripts/two-hosts-exchange \
 	  scripts/pingpong-two-hosts scripts/gpu-exchange-two-hosts scripts/stream-two-hosts \
-	  scripts/pingpong-flap-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/demo-hosts scripts/cpu-time scripts/rdma-test-list scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
+	  scripts/pingpong-flap-two-hosts scripts/frames-two-hosts scripts/exchange-pingpong-two-hosts scripts/hosts-checks scripts/loopback-checks scripts/demo-hosts scripts/cpu-time scripts/rdma-test-list scripts/soak scripts/capi-test scripts/capi-fabric Benchmarks/compare-perftest \
 	  Benchmarks/perftest-vs-vkverbs-guest Benchmarks/hosts-compare Benchmarks/hosts-compare-guest Benchmarks/transfer-bench Benchmarks/transfer-compare .ci/run scripts/check-docker \
 	  Benchmarks/iteration-cost Benchmarks/iteration-cost-guest Benchmarks/summarize-rounds Benchmarks/events-compare-guest \
 	  Benchmarks/peers-compare Benchmarks/peers-compare-guest \
@@ -81,7 +81,8 @@ test-host:
 	scripts/rdma-test-list .build/test-host.log $(RDMA_TESTS)
 
 # In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
-# between two hosts, then the link faults (test-stream-fault, test-link-flap); then Vulkan memory
+# between two hosts, then the link faults (test-stream-fault, test-link-flap), then the frame
+# stream's policies and failures (test-frames-two-hosts); then Vulkan memory
 # GPU to GPU through the transfer engine with every strategy, 1 B to 4 MiB + 1 (five staged chunks
 # through a ring of three, the last of one byte; the CLI's own default goes to 64 MiB + 1, which
 # the guests' socket link takes about two minutes to carry), the NV path through the emulation
@@ -103,6 +104,12 @@ test-stream-fault: release
 # (test-two-hosts runs it in scripts/hosts-checks).
 test-link-flap: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/pingpong-flap-two-hosts
+
+# `vkverbs frames` between two hosts: block and the drop policies with exact drop counts, a stalled
+# and a killed receiver and a link flap (the sender's typed error within its timeout), and a new
+# stream after the flap (test-two-hosts runs it in scripts/hosts-checks).
+test-frames-two-hosts: release
+	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/frames-two-hosts
 
 # Two guests on different kernels (server: Debian 12's 6.1, client: the newer one): exchange and
 # ping-pong between the two rxe implementations.

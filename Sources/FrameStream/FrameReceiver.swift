@@ -201,7 +201,8 @@ public final class FrameReceiver {
                 if held.isEmpty { try flushCredits() }
                 return nil
             }
-            if spins & 255 == 255 {
+            // Every 256 turns while spinning, every turn once napping (a nap can take milliseconds in a busy guest).
+            if spins & 255 == 255 || spins > 4096 {
                 guard endpoint.processEvents() else { throw fail(.peerLost("the connection went down while waiting for a frame")) }
                 if ContinuousClock.now >= deadline { throw FrameStream.FrameError.timedOut("waiting for a frame", after: limit) }
             }

@@ -24,6 +24,9 @@ public final class FrameSender {
         /// Fault injection: these frames go out with a checksum that does not match their bytes
         /// (the right one with its lowest bit flipped), so a test sees the receiver catch them.
         public var falseChecksums: Set<UInt64> = []
+        /// While nothing listens at the receiver's address yet (a receiver still starting), the
+        /// connect is tried again every 250 ms for this long; any other failure ends it at once.
+        public var connectRetry: Duration = .zero
         public init() {}
 
         /// Work requests one frame takes: header and payload, plus the read and the announcement.
@@ -62,13 +65,21 @@ public final class FrameSender {
         try FrameStream.checkGeometry(slots: options.maxSlots, frameSize: options.frameSize)
         let hello = FrameWire.Hello(frameSize: options.frameSize, maxSlots: options.maxSlots)
         let (endpoint, answerBytes): (any ConnectedEndpoint, [UInt8])
-        do {
-            (endpoint, answerBytes) = try dialer.dial(hello: FrameWire.encode(hello), sendDepth: options.requestsPerFrame * options.maxSlots + 8,
-                                                      receiveDepth: 4, timeout: options.timeout)
-        } catch {
-            // Refused by the peer: with its reason, or (nothing listening there) the transport's.
-            if case let .connection(failure) = error, failure.reason == .rejected { throw .rejected(failure.peerMessage ?? error.description) }
-            throw FrameStream.FrameError(error)
+        let retryUntil = ContinuousClock.now.advanced(by: options.connectRetry)
+        while true {
+            do {
+                (endpoint, answerBytes) = try dialer.dial(hello: FrameWire.encode(hello), sendDepth: options.requestsPerFrame * options.maxSlots + 8,
+                                                          receiveDepth: 4, timeout: options.timeout)
+                break
+            } catch {
+                if case let .connection(failure) = error, failure.isNoListener, ContinuousClock.now < retryUntil {
+                    usleep(250_000)
+                    continue
+                }
+                // Refused by the peer: with its reason, or (nothing listening there) the transport's.
+                if case let .connection(failure) = error, failure.reason == .rejected { throw .rejected(failure.peerMessage ?? error.description) }
+                throw FrameStream.FrameError(error)
+            }
         }
         do throws(FrameStream.FrameError) {
             let answer = try FrameWire.decodeAnswer(answerBytes, for: hello)
@@ -271,7 +282,8 @@ public final class FrameSender {
         while true {
             try poll()
             if try done() { return }
-            if spins & 255 == 255 {
+            // Every 256 turns while spinning, every turn once napping (a nap can take milliseconds in a busy guest).
+            if spins & 255 == 255 || spins > 4096 {
                 guard endpoint.processEvents() else {
                     close()
                     throw .peerLost("the connection went down while \(what)")

@@ -49,6 +49,7 @@ struct FramesCommand: ParsableCommand {
     @Option(help: "Frames the receiver releases before it returns a credit (server; default a quarter of the slots).") var creditBatch: Int?
     @Option(help: "Fault injection (client): send frame FRAME with a checksum that does not match its bytes; repeatable. The receiver must count it and exit 1.")
     var falseChecksum: [UInt64] = []
+    @Option(help: "Client: keep retrying the connect this many seconds while no receiver listens yet.") var retry: Int = 0
     @Option(help: "Seconds any wait for the peer may take.") var timeout: Int = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -67,6 +68,8 @@ struct FramesCommand: ParsableCommand {
         if checksumOnGPU, !memory.isVulkan { throw ValidationError("--checksum gpu needs Vulkan memory (--memory auto or a strategy)") }
         if checksumOnGPU, size % 4 != 0 { throw ValidationError("--checksum gpu needs a --frame-size (the slot size) that is a multiple of 4") }
         if timeout <= 0 || rate < 0 || frames == 0 || consumeMicroseconds < 0 { throw ValidationError("--timeout, --frames positive; --rate, --consume-microseconds not negative") }
+        if retry < 0 { throw ValidationError("--retry must not be negative") }
+        if server, retry > 0 { throw ValidationError("--retry is the sender's (--client)") }
     }
 
     struct Report: Encodable {
@@ -174,7 +177,7 @@ struct FramesCommand: ParsableCommand {
                     corrupted += 1
                     FileHandle.standardError.write(Data("vkverbs: frame \(number): checksum mismatch\n".utf8))
                 }
-                if consumeMicroseconds > 0 { usleep(UInt32(consumeMicroseconds)) }
+                if consumeMicroseconds > 0 { usleep(UInt32(clamping: consumeMicroseconds)) }
                 try receiver.release(frame)
             }
             let s = receiver.statistics
@@ -204,6 +207,7 @@ struct FramesCommand: ParsableCommand {
         options.visibility = FrameStream.Visibility(rawValue: visibility)!
         options.falseChecksums = Set(falseChecksum)
         options.checksum = !checksumOff
+        options.connectRetry = .seconds(retry)
         do {
             let sender = try FrameSender.connect(dialer: RDMAStreamDialer(host: client!, port: port), options: options)
             let start = ContinuousClock.now

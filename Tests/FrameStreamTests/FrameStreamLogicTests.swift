@@ -52,7 +52,7 @@ final class FrameStreamLogicTests: XCTestCase {
 
     /// Runs `consume` with a receiver accepted on another thread while `produce` runs here with a sender.
     private func run<T: Sendable>(_ listener: InMemoryListener, receiver options: FrameReceiver.Options,
-                                  sender senderOptions: FrameSender.Options,
+                                  sender senderOptions: FrameSender.Options, dialer: (any StreamDialer)? = nil,
                                   consume: @escaping @Sendable (FrameReceiver) throws -> T,
                                   produce: (FrameSender) throws -> Void) throws -> T {
         let result = Locked<Result<T, Error>?>(nil)
@@ -67,7 +67,7 @@ final class FrameStreamLogicTests: XCTestCase {
             result.withLock { $0 = got }
             done.signal()
         }
-        let sender = try FrameSender.connect(dialer: Dialer(listener: listener), options: senderOptions)
+        let sender = try FrameSender.connect(dialer: dialer ?? Dialer(listener: listener), options: senderOptions)
         try produce(sender)
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "the receiver finishes")
         return try XCTUnwrap(result.withLock { $0 }).get()
@@ -342,6 +342,63 @@ final class FrameStreamLogicTests: XCTestCase {
         _ = try s.finish()
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         XCTAssertEqual(try result.withLock { $0 }?.get(), 1)
+    }
+
+    /// A dialer that finds nothing listening (rdmacm's reject with reason 8, as for a port nobody
+    /// listens on) for its first `absent` dials, then reaches `listener`.
+    final class LateDialer: StreamDialer, @unchecked Sendable {  // used from the test's thread only
+        let listener: InMemoryListener
+        let absent: Int
+        var dials = 0
+        init(listener: InMemoryListener, absent: Int) {
+            self.listener = listener
+            self.absent = absent
+        }
+        var peerName: String { "in-memory, late" }
+        func dial(hello: [UInt8], sendDepth: Int, receiveDepth: Int, timeout: Duration) throws(VerbsError)
+            -> (endpoint: any ConnectedEndpoint, answer: [UInt8]) {
+            dials += 1
+            if dials <= absent {
+                throw .connection(ConnectionFailure(reason: .rejected, event: "RDMA_CM_EVENT_REJECTED", status: 8, privateData: []))
+            }
+            return try Dialer(listener: listener).dial(hello: hello, sendDepth: sendDepth, receiveDepth: receiveDepth, timeout: timeout)
+        }
+    }
+
+    /// A receiver not yet listening: the sender tries again while `connectRetry` lasts and then
+    /// streams; without it, or once it has run out, the first refusal ends the connect.
+    func testTheConnectIsRetriedWhileNoReceiverListensYet() throws {
+        let listener = InMemoryListener()
+        var o = senderOptions()
+        // No retry: the first "no listener" ends it, typed.
+        let once = LateDialer(listener: listener, absent: 1)
+        XCTAssertThrowsError(try FrameSender.connect(dialer: once, options: o)) {
+            guard case .rejected? = $0 as? FrameStream.FrameError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(once.dials, 1)
+        // A retry shorter than the absence: it gives up when it runs out, not before, not after.
+        o.connectRetry = .milliseconds(600)
+        let short = LateDialer(listener: listener, absent: 100)
+        let start = ContinuousClock.now
+        XCTAssertThrowsError(try FrameSender.connect(dialer: short, options: o)) {
+            guard case .rejected? = $0 as? FrameStream.FrameError else { return XCTFail("\($0)") }
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(600))
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(3))
+        XCTAssertTrue((2...4).contains(short.dials), "\(short.dials) dials in 600 ms, one every 250 ms")
+        // Long enough: the third dial finds the receiver and the stream runs.
+        o.connectRetry = .seconds(10)
+        let late = LateDialer(listener: listener, absent: 2)
+        let numbers = try run(listener, receiver: receiverOptions(), sender: o, dialer: late, consume: { r in
+            var numbers: [UInt64] = []
+            while let f = try r.next() { numbers.append(f.number); try r.release(f) }
+            return numbers
+        }, produce: { s in
+            for f in 0..<3 as Range<UInt64> { try s.send(length: 8) { Self.pattern(f, $0) } }
+            _ = try s.finish()
+        })
+        XCTAssertEqual(late.dials, 3)
+        XCTAssertEqual(numbers, [0, 1, 2])
     }
 
     /// A hostile sender: a write-with-immediate naming a slot outside the ring. The receiver ends
