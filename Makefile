@@ -82,7 +82,7 @@ test-host:
 
 # In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
 # between two hosts, then the link faults (test-stream-fault, test-link-flap), then the frame
-# stream's policies and failures (test-frames-two-hosts); then Vulkan memory
+# stream's policies and a killed receiver (test-frames-two-hosts has every step); then Vulkan memory
 # GPU to GPU through the transfer engine with every strategy, 1 B to 4 MiB + 1 (five staged chunks
 # through a ring of three, the last of one byte; the CLI's own default goes to 64 MiB + 1, which
 # the guests' socket link takes about two minutes to carry), the NV path through the emulation
@@ -107,7 +107,8 @@ test-link-flap: release
 
 # `vkverbs frames` between two hosts: block and the drop policies with exact drop counts, a stalled
 # and a killed receiver and a link flap (the sender's typed error within its timeout), and a new
-# stream after the flap (test-two-hosts runs it in scripts/hosts-checks).
+# stream after the flap (test-two-hosts runs the policies and the killed receiver in
+# scripts/hosts-checks).
 test-frames-two-hosts: release
 	$(FABRIC) hosts -- env VKVERBS_BIN=.build/release/vkverbs scripts/frames-two-hosts
 
