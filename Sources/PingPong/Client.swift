@@ -96,7 +96,7 @@ public enum PingPongClient {
                     var stopped = false
                     let samples = try latency(peer, config, size: size, stopped: &stopped, progress: progress)
                     // What an interrupted step measured is reported too, as perftest's table would be.
-                    if let stats = LatencyStatistics(bytes: size, samples: samples, halve: config.operation.halvesRoundTrip,
+                    if let stats = LatencyStatistics(bytes: size, samples: consume samples, halve: config.operation.halvesRoundTrip,
                                                      nanosecondsPerSample: CycleClock.nanosecondsPerTick) {
                         result.latency.append(stats)
                     }
@@ -176,9 +176,14 @@ public enum PingPongClient {
             outTag = bytes + peer.half + size - 1
             inTag = bytes + size - 1
         }
-        // Samples stay in cycle-counter ticks (see CycleClock): the statistics scale them. The
-        // array is made at its full size once; the loop fills it in order.
-        var samples = [UInt64](repeating: 0, count: measured)
+        // Samples stay in cycle-counter ticks (see CycleClock): the statistics scale them. They go
+        // into a buffer made at its full size once (`measured` never grows past it: measuredCount),
+        // through a pointer, so an iteration pays no copy-on-write check of an array; the array is
+        // made from it at the end.
+        let capacity = measured
+        let buffer = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: capacity)  // only what was written is read
+        defer { buffer.deallocate() }
+        func samples(_ count: Int) -> [UInt64] { Array(buffer[..<Swift.min(Swift.max(0, count), capacity)]) }
         let reportTicks = config.progressInterval.map { CycleClock.ticks(nanoseconds: nanoseconds($0)) }
         let beatTicks = operation == .read ? CycleClock.ticks(nanoseconds: heartbeatNanoseconds) : nil
         let checkTicks = min(reportTicks ?? .max, beatTicks ?? .max)
@@ -191,8 +196,7 @@ public enum PingPongClient {
                 try? peer.waitSend("draining the send queue")
                 try? finishStep(peer, count: i)
                 stopped = true
-                samples.removeLast(samples.count - max(0, i - warmup))
-                return samples
+                return samples(i - warmup)
             }
             if i == warmup && config.duration != nil {
                 let warmupTicks = vkv_cycles() - warmupStart
@@ -220,7 +224,7 @@ public enum PingPongClient {
             try peer.reapSends()
             // A counter that went backwards (a migration between CPUs whose counters disagree)
             // gives a 0 sample, visible as t_min, rather than a wrapped one that ruins the average.
-            if i >= warmup { samples[i - warmup] = t1 > t0 ? t1 - t0 : 0 }
+            if i >= warmup { buffer[i - warmup] = t1 > t0 ? t1 - t0 : 0 }
             i += 1
             if t1 &- lastCheck > checkTicks {
                 lastCheck = t1
@@ -237,8 +241,7 @@ public enum PingPongClient {
         }
         try peer.waitSend("draining the send queue")
         try finishStep(peer, count: i)
-        samples.removeLast(samples.count - measured)
-        return samples
+        return samples(measured)
     }
 
     /// A duration in nanoseconds, 0 for a negative one and UInt64.max for one beyond it.

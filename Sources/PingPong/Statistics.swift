@@ -15,9 +15,12 @@ public struct LatencyStatistics: Codable, Sendable, Equatable {
     /// in nanoseconds; the ping-pong passes cycle-counter ticks and `CycleClock`'s rate, so no
     /// pass over the samples converts them first); `halve` gives one-way figures.
     /// As perftest does, the two largest samples are dropped when there are enough.
-    public init?(bytes: Int, samples: [UInt64], halve: Bool, nanosecondsPerSample: Double = 1) {
-        guard !samples.isEmpty else { return nil }
-        var sorted = samples
+    /// `samples` is taken over (`consuming`): a caller that passes its last use of the array has
+    /// it sorted in place, without a copy.
+    public init?(bytes: Int, samples: consuming [UInt64], halve: Bool, nanosecondsPerSample: Double = 1) {
+        let count = samples.count
+        guard count > 0 else { return nil }
+        var sorted = consume samples
         sorted.sort()
         if sorted.count > 10 { sorted.removeLast(2) }
         let scale = nanosecondsPerSample * (halve ? 0.5 : 1.0) / 1000.0
@@ -34,7 +37,7 @@ public struct LatencyStatistics: Codable, Sendable, Equatable {
             squares += d * d
         }
         self.bytes = bytes
-        iterations = samples.count
+        iterations = count
         min = us(0)
         max = us(sorted.count - 1)
         let mid = sorted.count / 2

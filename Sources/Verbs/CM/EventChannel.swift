@@ -44,8 +44,12 @@ final class EventChannel: Sendable {
     var raw: UnsafeMutablePointer<rdma_event_channel> { handle.pointer }
 
     /// The next event (`rdma_get_cm_event`, then `rdma_ack_cm_event`), waiting until the deadline.
+    /// The wait comes before the read, so an event costs one `poll` and one read whether or not it
+    /// had arrived yet: reading first and polling after EAGAIN made the number of system calls of
+    /// connection setup and teardown depend on how fast the peer answered.
     func next(deadline: Deadline, operation: String) throws(VerbsError) -> CMEvent {
         while true {
+            try waitReadable(raw.pointee.fd, deadline: deadline, operation: operation)
             var event: UnsafeMutablePointer<rdma_cm_event>?
             if rdma_get_cm_event(raw, &event) == 0, let event {
                 let e = event.pointee
@@ -64,7 +68,6 @@ final class EventChannel: Sendable {
             guard code == EAGAIN || code == EWOULDBLOCK || code == EINTR else {
                 throw VerbsError.fromErrno("rdma_get_cm_event", code)
             }
-            try waitReadable(raw.pointee.fd, deadline: deadline, operation: operation)
         }
     }
 
