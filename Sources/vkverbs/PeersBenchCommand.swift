@@ -98,8 +98,7 @@ struct PeersBenchCommand: ParsableCommand {
         let counted = device ?? context.name
         // Descriptors are compared as sets taken in one listing each (a count taken apart from the
         // names could see a descriptor the runtime opened in between, and disagree with them).
-        let baselineNames = (threads: Self.threadNames(), fds: Self.fileDescriptorTargets())
-        let baseline = (threads: baselineNames.threads.count, fds: baselineNames.fds, rdma: Self.resourceCounts(counted))
+        let baseline = (threads: Self.threadNames(), fds: Self.fileDescriptorTargets(), rdma: Self.resourceCounts(counted))
         let maxThreads: Int
         do {
             let pd = try ProtectionDomain(context: context)
@@ -120,7 +119,7 @@ struct PeersBenchCommand: ParsableCommand {
                 all.append(Peer(id: try engine.add(endpoint, name: "target \(i) (\(t))"), remote: remote))
             }
             print("peers-bench: \(all.count) peers on one engine, \(formatSize(size)) writes, \(formatSize(volume)) per measurement,"
-                  + " threads: \(baseline.threads) before, \(Self.threadCount()) with the engine and its peers")
+                  + " threads: \(baseline.threads.count) before, \(Self.threadCount()) with the engine and its peers")
             print("peers-bench,round,peers,bytes,seconds,mbps,threads")
             var most = 0
             for r in 1...rounds {
@@ -143,7 +142,7 @@ struct PeersBenchCommand: ParsableCommand {
         // Threads: none may be new but the runtime's dispatch workers, which its pool starts and
         // ends on its own (their names carry the queue's QoS); the count may drop for the same reason.
         func newThreads() -> [String] {
-            Self.threadNames().subtracting(baselineNames.threads).filter { !$0.contains("qos") }.sorted()
+            Self.threadNames().subtracting(baseline.threads).filter { !$0.contains("qos") }.sorted()
         }
         var after = (threads: Self.threadCount(), fds: Self.fileDescriptorTargets(), rdma: Self.resourceCounts(counted))
         var extra = newThreads()
@@ -152,7 +151,7 @@ struct PeersBenchCommand: ParsableCommand {
             after = (threads: Self.threadCount(), fds: Self.fileDescriptorTargets(), rdma: Self.resourceCounts(counted))
             extra = newThreads()
         }
-        print("peers-bench: threads before \(baseline.threads), at most \(maxThreads) while writing, after close \(after.threads)")
+        print("peers-bench: threads before \(baseline.threads.count), at most \(maxThreads) while writing, after close \(after.threads)")
         print("peers-bench: file descriptors before \(baseline.fds.count), after close \(after.fds.count)")
         let keys = ResourceCounts.keys
         print("peers-bench: \(counted) before: " + keys.map { "\($0) \(baseline.rdma[$0].map(String.init) ?? "?")" }.joined(separator: " ")
@@ -160,7 +159,7 @@ struct PeersBenchCommand: ParsableCommand {
         let back = extra.isEmpty && after.fds == baseline.fds && keys.allSatisfy { after.rdma[$0] == baseline.rdma[$0] }
         print("peers-bench: resources \(back ? "back to the baseline" : "NOT back to the baseline")"
               + " (no new thread but the runtime's dispatch workers, the same descriptors and device counts)")
-        let workers = Self.threadNames().subtracting(baselineNames.threads).filter { $0.contains("qos") }
+        let workers = Self.threadNames().subtracting(baseline.threads).filter { $0.contains("qos") }
         if !workers.isEmpty { print("peers-bench: the runtime's dispatch workers started since: " + workers.sorted().joined(separator: ", ")) }
         if !back {
             // Name what is left over, so a leak can be told from a runtime's lazily started pool.
