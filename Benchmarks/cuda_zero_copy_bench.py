@@ -55,7 +55,7 @@ def main():
     rt.hostRegister(arr.ctypes.data, largest, 2)  # cudaHostRegisterMapped
     hosts["registered-mapped"] = arr.ctypes.data
     for name, hptr in hosts.items():
-        dptr = rt.hostGetDevicePointer(hptr, 0)
+        dptr = hptr  # Unified addressing (every 64-bit CUDA platform): the host address is the device's too.
         for direction in ("d2h", "h2d"):
             for size in sizes:
                 src, dst = (dev.data.ptr, dptr) if direction == "d2h" else (dptr, dev.data.ptr)

@@ -72,8 +72,9 @@ public final class StagedPipeline {
     /// Who reads a `read`'s destination: `.any` by default (each received chunk ends with a
     /// barrier; work on the ring's queue may read it without waiting, the host where it maps
     /// it). With `.semaphoreWaiters` the chunks end with none, and every reader must be GPU work
-    /// that waits on `completion` (docs/nvidia-results.md: 0.96-0.99x CUDA at 256 KiB - 1 MiB
-    /// single copies on an H200 without the barrier, 0.80-0.90x with it).
+    /// that waits on `completion` (on an H200 the ring's receiving transfers through 16 MiB slots
+    /// ran at 0.80x / 0.92x of CUDA at 256 KiB / 1 MiB without the barrier, 0.67x / 0.84x with
+    /// it: docs/nvidia-results.md).
     public var receiveReaders: StagingRing.ReceiveReaders {
         get { ring.receiveReaders }
         set { ring.receiveReaders = newValue }

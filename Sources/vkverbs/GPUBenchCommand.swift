@@ -134,7 +134,7 @@ struct GPUBenchCommand: ParsableCommand {
     var spinMicroseconds: Int?
     @Option(help: "Completion signal of single copies: timeline or fence (default: timeline where the device has it).")
     var completion: String?
-    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only), copy-to-device (h2d only) or none (default: by direction, copy-to-host d2h, copy-to-device h2d).")
+    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only), copy-to-device (h2d only) or none (default: by direction, copy-to-host d2h; h2d none, the check waiting on the copy's semaphore, or copy-to-device with --completion fence).")
     var closingBarrier: String?
     @Option(help: "Single copies: regions per vkCmdCopyBuffer (repeat for several; 1 by default).") var split: [Int] = [1]
     @Option(help: "Single copies: what copies, copy-command (vkCmdCopyBuffer) or shader (a compute shader); repeat for both.")

@@ -209,6 +209,7 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         try ring.finish(timeout: .seconds(30))
         XCTAssertEqual(ring.completion.value, 3)
         let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        back.bytes!.bindMemory(to: UInt32.self).update(repeating: 0)
         // A reader waiting one value further: held until the counter gets there.
         try runner.submit(waitingFor: (ring.copied, ring.completion.value + 1)) { (r) throws(VulkanError) in
             try r.copy(from: local, to: back)
