@@ -54,6 +54,8 @@ public final class StagedPipeline {
                 regions.append(region)
             }
             ring = try StagingRing(device: device, slots: buffers, chunkSize: UInt64(chunk))
+            // `read` returns with the bytes in place for any reader unless told otherwise.
+            ring.receiveReaders = .any
         } catch let error as TransferError {
             throw error
         } catch let error as VulkanError {
@@ -66,6 +68,21 @@ public final class StagedPipeline {
 
     /// Bounce buffers in the ring.
     public var slotCount: Int { regions.count }
+
+    /// Who reads a `read`'s destination: `.any` by default (each received chunk ends with a
+    /// barrier; work on the ring's queue may read it without waiting, the host where it maps
+    /// it). With `.semaphoreWaiters` the chunks end with none, and every reader must be GPU work
+    /// that waits on `completion` (on an H200 the ring's receiving transfers through 16 MiB slots
+    /// ran at 0.80x / 0.92x of CUDA at 256 KiB / 1 MiB without the barrier, 0.67x / 0.84x with
+    /// it: docs/nvidia-results.md).
+    public var receiveReaders: StagingRing.ReceiveReaders {
+        get { ring.receiveReaders }
+        set { ring.receiveReaders = newValue }
+    }
+
+    /// The timeline value the last `read`'s (or `write`'s) copies end with: what a reader waits
+    /// for on the GPU under `receiveReaders = .semaphoreWaiters`.
+    public var completion: (semaphore: TimelineSemaphore, value: UInt64) { ring.completion }
 
     /// How the host waits on the GPU's counter (bounded spin, then block).
     public var hostWait: HostWait {

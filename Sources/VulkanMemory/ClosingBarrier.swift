@@ -12,7 +12,9 @@ public enum ClosingBarrier: String, Sendable, Codable, CaseIterable {
     /// Transfer writes visible to every later command on the device, not to the host: for copies
     /// into device memory the host does not read, which later GPU work on the same queue reads.
     case copyToDevice = "copy-to-device"
-    /// No barrier: for copies whose results only later GPU work, ordered by a semaphore wait,
-    /// reads, and for measuring what a barrier costs.
+    /// No barrier: for copies whose results only GPU work that waits on the submission's
+    /// semaphore reads (the signal and the wait carry the memory dependency: `StagingRing`'s
+    /// receiving chunks by default, `GPUCommandRunner.lastSubmission`), and for measuring what a
+    /// barrier costs. Not for anything the host reads.
     case none
 }

@@ -197,6 +197,15 @@ public final class GPUCommandRunner {
         pending = true
     }
 
+    /// The timeline semaphore and value the last submission signals (nil before any, and with a
+    /// fence). Work that waits for it on the GPU (`submit(waitingFor:)` of another runner, on any
+    /// queue) sees every write of that submission without a closing barrier: the semaphore's
+    /// signal and wait carry the memory dependency.
+    public var lastSubmission: (semaphore: TimelineSemaphore, value: UInt64)? {
+        guard let timeline, submitted > 0 else { return nil }
+        return (timeline, submitted)
+    }
+
     /// Submits the last recording again and waits for it (`submitRecorded`, then the wait).
     public func runRecorded(timeout: Duration = .seconds(10)) throws(VulkanError) {
         try submitRecorded(timeout: timeout)

@@ -19,6 +19,15 @@ import CVulkan
 /// copy is submitted only once its release is made (`receiveSubmission`), so it waits for
 /// nothing on the GPU and the host signals nothing.
 ///
+/// Who may read what a receiving transfer copied in (`receiveReaders`): by default only GPU work
+/// whose submission waits on `copied` for the transfer's `completion` value. The receiving copies
+/// then end with no barrier: a semaphore signal's first access scope holds every memory access the
+/// device made before it, and a wait's second access scope every access after it (the Vulkan
+/// spec's semaphore signal and wait operations), so the waiting work sees the bytes on any queue.
+/// Work that reads without that wait (later work on the ring's queue, or the host where it maps
+/// the buffer) needs `receiveReaders = .any`: each receiving chunk then ends with a barrier.
+/// Sending chunks always end with the copy-to-host barrier the NIC's reads of host memory need.
+///
 /// Each transfer's copies go to the device's queue for copies of its largest chunk
 /// (`VulkanDevice.copyRole(forBytes: min(chunkSize, length))`: the family measured fastest for
 /// that size; the buffers are shared between the device's families), so a small transfer through
@@ -52,13 +61,35 @@ public final class StagingRing {
     public var timestamps: TimestampQueryPool? {
         didSet { if timestamps !== oldValue { invalidateRecordings() } }
     }
-    /// The barrier each chunk's copy ends with; nil (the default): by direction, `.copyToHost` for
-    /// `toSlots` (only the NIC, through host memory, reads a slot next: 1.5-1.9 us less per chunk
-    /// than `.full` on an H200, docs/nvidia-results.md), and for `fromSlots` `.copyToDevice` (later
-    /// GPU work reads the device buffer; work on another queue needs its semaphore wait in any
-    /// case), or `.full` where the device buffer is host-visible and the host may read it.
+    /// The barrier each chunk's copy ends with; nil (the default): by direction and
+    /// `receiveReaders` (`closing(for:buffer:readers:)`): `.copyToHost` for `toSlots` (only the
+    /// NIC, through host memory, reads a slot next: 1.5-1.9 us less per chunk than `.full` on an
+    /// H200, docs/nvidia-results.md); for `fromSlots` none while every reader waits on `copied`,
+    /// else `.copyToDevice`, or `.full` where the device buffer is host-visible.
     public var closing: ClosingBarrier? = nil {
         didSet { if closing != oldValue { invalidateRecordings() } }
+    }
+
+    /// Who reads the device buffer after a receiving (`fromSlots`) transfer.
+    public enum ReceiveReaders: String, Sendable, Codable, CaseIterable {
+        /// Only GPU work whose submission waits on `copied` reaching `completion.value` (any
+        /// queue): the semaphore carries the memory dependency, the copies end with no barrier.
+        case semaphoreWaiters = "semaphore-waiters"
+        /// Also later work on the ring's queue that does not wait, and the host where it maps the
+        /// buffer: each receiving chunk ends with `.copyToDevice` (`.full` into mapped memory).
+        /// Work on another queue needs the semaphore wait in any case.
+        case any
+    }
+    /// Applies to recordings made after it is set; `.semaphoreWaiters` by default.
+    public var receiveReaders = ReceiveReaders.semaphoreWaiters {
+        didSet { if receiveReaders != oldValue { invalidateRecordings() } }
+    }
+
+    /// What a reader of the transfer in progress (or of the last one) waits for: `copied` at the
+    /// value its last chunk signals. Waiting for it on the GPU (`GPUCommandRunner.submit(waitingFor:)`,
+    /// or a `VkSubmitInfo` wait) is what `receiveReaders = .semaphoreWaiters` asks of every reader.
+    public var completion: (semaphore: TimelineSemaphore, value: UInt64) {
+        (copied, base + UInt64(transfer?.chunks ?? 0))
     }
     public let copied: TimelineSemaphore
     public let released: TimelineSemaphore
@@ -197,12 +228,22 @@ public final class StagingRing {
         for l in lanes.indices { for i in lanes[l].recordings.indices { lanes[l].recordings[i].valid = false } }
     }
 
-    /// The barrier a chunk's copy ends with when `closing` is nil.
-    public static func closing(for direction: Direction, buffer: DeviceBuffer) -> ClosingBarrier {
+    /// The barrier a chunk's copy ends with when `closing` is nil: `.copyToHost` for `toSlots`; for
+    /// `fromSlots` none when every reader waits on the semaphore, else `.copyToDevice`, or `.full`
+    /// where the device buffer is host-visible (the host may read it).
+    public static func closing(for direction: Direction, buffer: DeviceBuffer,
+                               readers: ReceiveReaders = .semaphoreWaiters) -> ClosingBarrier {
         switch direction {
         case .toSlots: return .copyToHost
-        case .fromSlots: return buffer.memoryType.has(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) ? .full : .copyToDevice
+        case .fromSlots:
+            if readers == .semaphoreWaiters { return .none }
+            return buffer.memoryType.has(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) ? .full : .copyToDevice
         }
+    }
+
+    /// The barrier this ring's chunks of `direction` into or out of `buffer` end with.
+    public func closingBarrier(for direction: Direction, buffer: DeviceBuffer) -> ClosingBarrier {
+        closing ?? Self.closing(for: direction, buffer: buffer, readers: receiveReaders)
     }
 
     /// The slot chunk `k` goes through.
@@ -441,7 +482,7 @@ public final class StagingRing {
             _ = vkEndCommandBuffer(r.commandBuffer)
             throw error
         }
-        recorder.barrier(closing ?? Self.closing(for: t.direction, buffer: t.buffer))
+        recorder.barrier(closingBarrier(for: t.direction, buffer: t.buffer))
         try check(vkEndCommandBuffer(r.commandBuffer), "vkEndCommandBuffer", VulkanError.commandRecording)
         lanes[l].recordings[index] = Recording(commandBuffer: r.commandBuffer, buffer: t.buffer, direction: t.direction,
                                       bufferOffset: bufferOffset, length: length, slot: slot, first: first, last: last,

@@ -134,7 +134,7 @@ struct GPUBenchCommand: ParsableCommand {
     var spinMicroseconds: Int?
     @Option(help: "Completion signal of single copies: timeline or fence (default: timeline where the device has it).")
     var completion: String?
-    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only), copy-to-device (h2d only) or none (default: by direction, copy-to-host d2h, copy-to-device h2d).")
+    @Option(help: "Barrier each copy's recording ends with: full, copy-to-host (d2h only), copy-to-device (h2d only) or none (default: by direction, copy-to-host d2h; h2d none, the check waiting on the copy's semaphore, or copy-to-device with --completion fence).")
     var closingBarrier: String?
     @Option(help: "Single copies: regions per vkCmdCopyBuffer (repeat for several; 1 by default).") var split: [Int] = [1]
     @Option(help: "Single copies: what copies, copy-command (vkCmdCopyBuffer) or shader (a compute shader); repeat for both.")
@@ -312,10 +312,12 @@ struct Bench {
 
     /// The barrier a single copy ends with: the one named, else what `StagingRing` ends its
     /// chunks with by direction: copy-to-host for d2h (the host or the NIC reads the destination
-    /// next; 1.5-2 us less per copy than full on an H200), copy-to-device for h2d into memory the
-    /// host does not map (later GPU work reads it), full into memory it does.
+    /// next; 1.5-2 us less per copy than full on an H200); for h2d none, as for an application
+    /// whose GPU work waits on the copy's semaphore (the check here does: `checkLocal`), or with
+    /// fence completion (no semaphore to wait on) copy-to-device, full into mapped memory.
     func closing(for direction: String, local: DeviceBuffer) -> ClosingBarrier {
-        closingOverride ?? StagingRing.closing(for: direction == "d2h" ? .toSlots : .fromSlots, buffer: local)
+        closingOverride ?? StagingRing.closing(for: direction == "d2h" ? .toSlots : .fromSlots, buffer: local,
+                                               readers: runner.completion == .timeline ? .semaphoreWaiters : .any)
     }
 
     /// A memory type with all of `required` and none of `excluded`, preferring one without `avoid`.
@@ -341,7 +343,8 @@ struct Bench {
             repetitions: command.repetitions, warmup: command.warmup, sizes: sizes,
             completion: runner.completion.rawValue,
             spinMicroseconds: Double(hostWait.spin.components.seconds) * 1e6 + Double(hostWait.spin.components.attoseconds) / 1e12,
-            closingBarrier: closingOverride?.rawValue ?? "by direction: copy-to-host d2h, copy-to-device h2d (full into mapped memory)", copyQueue: device.copyQueueChoice,
+            closingBarrier: closingOverride?.rawValue ?? "by direction: copy-to-host d2h; h2d none, its reader waiting on the copy's semaphore",
+            copyQueue: device.copyQueueChoice,
             receiveSubmission: command.receiveSubmission ?? StagingRing.ReceiveSubmission.onRelease.rawValue,
             results: [], syncProbe: [], notes: [])
         if !local.memoryType.properties.contains("DEVICE_LOCAL_BIT") {
@@ -429,10 +432,14 @@ struct Bench {
         return bytes.loadUnaligned(fromByteOffset: (words - 1) * 4, as: UInt32.self) == value
     }
 
-    /// The device-local bytes hold `value`: copied back into `host` (cleared first) and spot-checked there.
-    private func checkLocal(_ local: DeviceBuffer, through host: DeviceBuffer, size: UInt64, value: UInt32) throws(VulkanError) -> Bool {
+    /// The device-local bytes hold `value`: copied back into `host` (cleared first) and spot-checked
+    /// there. `after`: the semaphore value of the copy that wrote them, which the copy back waits
+    /// for on the GPU (what makes a copy closed without a barrier visible to it, on any queue).
+    private func checkLocal(_ local: DeviceBuffer, through host: DeviceBuffer, size: UInt64, value: UInt32,
+                            after: (semaphore: TimelineSemaphore, value: UInt64)? = nil) throws(VulkanError) -> Bool {
         try fill(host, size: size, value: 0)
-        try runner.copy(from: local, to: host, size: size, timeout: timeout)
+        try runner.submit(timeout: timeout, waitingFor: after) { (r) throws(VulkanError) in try r.copy(from: local, to: host, size: size) }
+        try runner.waitForCompletion(timeout: timeout)
         return spotCheck(host.bytes, size: size, value: value)
     }
 
@@ -488,10 +495,12 @@ struct Bench {
             let elapsed = (monotonicSeconds() - start) * 1e9
             if n >= command.warmup { untimed.append(elapsed) }
         }
-        // A full barrier (it covers every earlier submission on the queue) before anything reads.
-        if closing != .full { try runner.run(timeout: timeout) { _ in } }
+        // The reader: the host after a full barrier (it covers every earlier submission on the
+        // queue), or for h2d a copy back that waits on the last copy's semaphore.
+        let after = toHost ? nil : runner.lastSubmission
+        if closing != .full && after == nil { try runner.run(timeout: timeout) { _ in } }
         let verified = toHost ? spotCheck(host.bytes, size: size, value: value)
-            : try checkLocal(local, through: host, size: size, value: value)
+            : try checkLocal(local, through: host, size: size, value: value, after: after)
         var r = result(destination, direction: direction, type: host.memoryType, size: size, gpu: gpu, wall: wall, verified: verified)
         r.setUntimed(untimed, size: size)
         if regions > 1 { r.split = regions }
@@ -510,7 +519,8 @@ struct Bench {
         let value = marker(size, toHost ? 0 : 1)
         try fill(toHost ? local : host, size: size, value: value)
         if !toHost { try fill(local, size: size, value: 0) }
-        let closing = closing(for: direction, local: local)
+        // The check below waits for neither half's semaphore: h2d keeps a barrier here.
+        let closing = closingOverride ?? StagingRing.closing(for: toHost ? .toSlots : .fromSlots, buffer: local, readers: .any)
         let half = size / 8 * 4
         let halves: [(runner: GPUCommandRunner, pool: TimestampQueryPool, offset: UInt64, bytes: UInt64)] =
             [(largeRunner, largePool, 0, half), (runner, pool, half, size - half)]
@@ -628,7 +638,8 @@ struct Bench {
                 }
                 ring.timestamps = pool
                 let chunks = Int((size + chunk - 1) / chunk)
-                if ring.closing != ClosingBarrier.full { try runner.run(timeout: timeout) { _ in } }
+                let closing = ring.closingBarrier(for: toSlots ? .toSlots : .fromSlots, buffer: local)
+                if toSlots && closing != .full { try runner.run(timeout: timeout) { _ in } }
                 let verified: Bool
                 if toSlots {
                     verified = spotCheck(slots[(chunks - 1) % slotCount].bytes,
@@ -640,9 +651,11 @@ struct Bench {
                     while ok && offset < size {
                         let n = Swift.min(slotSize, size - offset)
                         try fill(slots[0], size: n, value: 0)
-                        try runner.run(timeout: timeout) { (r) throws(VulkanError) in
+                        // Each copy back waits on the ring's semaphore, as an application's reader does.
+                        try runner.submit(timeout: timeout, waitingFor: ring.completion) { (r) throws(VulkanError) in
                             try r.copy(from: local, to: slots[0], size: n, sourceOffset: offset)
                         }
+                        try runner.waitForCompletion(timeout: timeout)
                         ok = spotCheck(slots[0].bytes, size: n, value: value)
                         offset += n
                     }
@@ -652,7 +665,7 @@ struct Bench {
                 r.setUntimed(untimed, size: size)
                 r.chunkSize = chunk
                 r.slots = slotCount
-                r.closingBarrier = (ring.closing ?? StagingRing.closing(for: toSlots ? .toSlots : .fromSlots, buffer: local)).rawValue
+                r.closingBarrier = closing.rawValue
                 r.queueFamily = queue.family
                 results.append(r)
                 progress("staged/\(formatBytes(chunk))x\(slotCount) \(direction) \(formatBytes(size)): GPU best "

@@ -40,6 +40,31 @@ final class CopyPathTests: ValidatedVulkanTestCase {
         }
     }
 
+    /// A host -> device copy closed by no barrier is what a copy of another runner reads back
+    /// when it waits on the first one's semaphore (`lastSubmission`); a fence runner has none.
+    func testNoBarrierCopyIsReadByWhatWaitsOnItsSemaphore() throws {
+        let device = try makeLavapipeDevice()
+        let writer = try GPUCommandRunner(device: device, completion: .timeline)
+        let reader = try GPUCommandRunner(device: device)
+        XCTAssertNil(writer.lastSubmission, "nothing submitted yet")
+        XCTAssertNil(try GPUCommandRunner(device: device, completion: .fence).lastSubmission)
+        let words = 4096 + 4
+        let local = try DeviceBuffer(device: device, size: UInt64(words * 4), hostVisible: false)
+        let source = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        for round in 1...2 {
+            let want = (0..<words).map { UInt32($0) &* 2_654_435_761 &+ UInt32(round) }
+            source.bytes!.bindMemory(to: UInt32.self).update(fromContentsOf: want)
+            back.bytes!.bindMemory(to: UInt32.self).update(repeating: 0)
+            try writer.run(closing: .none) { (r) throws(VulkanError) in try r.copy(from: source, to: local) }
+            let last = try XCTUnwrap(writer.lastSubmission)
+            XCTAssertEqual(last.value, UInt64(round))
+            try reader.submit(closing: .copyToHost, waitingFor: last) { (r) throws(VulkanError) in try r.copy(from: local, to: back) }
+            try reader.waitForCompletion()
+            XCTAssertEqual(back.words, want, "round \(round)")
+        }
+    }
+
     /// A host -> device copy closed by `.copyToDevice` (or `.full`) is what a later copy on the
     /// same queue reads back.
     func testCopyToDeviceBarrierOrdersTheNextCopy() throws {

@@ -39,7 +39,8 @@ final class StagingRingTests: ValidatedVulkanTestCase {
     }
 
     /// Receiving: what the host puts in a slot before releasing it lands in the device buffer,
-    /// each copy submitted when its chunk is released (the default).
+    /// each copy submitted when its chunk is released (the default), read by a copy that waits on
+    /// the ring's `completion` (the chunks end with no barrier).
     func testFromSlotsCopiesEachReleasedSlotIn() throws {
         try receive(.onRelease)
     }
@@ -49,13 +50,20 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         try receive(.upFront)
     }
 
-    private func receive(_ submission: StagingRing.ReceiveSubmission) throws {
+    /// The same with `receiveReaders = .any`: the chunks end with a barrier, and the reader on the
+    /// ring's queue does not wait on the semaphore.
+    func testFromSlotsForAnyReaderCopiesEachReleasedSlotIn() throws {
+        try receive(.onRelease, readers: .any)
+    }
+
+    private func receive(_ submission: StagingRing.ReceiveSubmission, readers: StagingRing.ReceiveReaders = .semaphoreWaiters) throws {
         let device = try makeLavapipeDevice()
         let runner = try GPUCommandRunner(device: device)
         let chunk: UInt64 = 4096
         let count = 7
         let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
         ring.receiveSubmission = submission
+        ring.receiveReaders = readers
         let local = try DeviceBuffer(device: device, size: chunk * UInt64(count), hostVisible: false)
         let chunks = try ring.begin(.fromSlots, buffer: local, length: local.size)
         func fill(_ k: Int) throws {
@@ -69,8 +77,14 @@ final class StagingRingTests: ValidatedVulkanTestCase {
             if k + 2 < chunks { try fill(k + 2) }
         }
         try ring.finish(timeout: .seconds(30))
+        XCTAssertEqual(ring.completion.value, try ring.copied.value(), "after finish: the last chunk's value")
         let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
-        try runner.copy(from: local, to: back)
+        if readers == .semaphoreWaiters {
+            try runner.submit(waitingFor: ring.completion) { (r) throws(VulkanError) in try r.copy(from: local, to: back) }
+            try runner.waitForCompletion()
+        } else {
+            try runner.copy(from: local, to: back)
+        }
         let got = back.words
         for k in 0..<count {
             XCTAssertEqual(Set(got[(k * 1024)..<((k + 1) * 1024)]), [UInt32(0xC0DE_0000 + k)], "chunk \(k)")
@@ -118,11 +132,24 @@ final class StagingRingTests: ValidatedVulkanTestCase {
         let local = try DeviceBuffer(device: device, size: chunk * 4, hostVisible: false)
         let mapped = try DeviceBuffer(device: device, size: chunk, hostVisible: true)
         let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
-        XCTAssertEqual(StagingRing.closing(for: .toSlots, buffer: local), .copyToHost)
-        // lavapipe's memory is all host-visible: the device buffer there is mapped memory too.
+        for readers in StagingRing.ReceiveReaders.allCases {
+            XCTAssertEqual(StagingRing.closing(for: .toSlots, buffer: local, readers: readers), .copyToHost)
+            XCTAssertEqual(StagingRing.closing(for: .toSlots, buffer: mapped, readers: readers), .copyToHost)
+        }
+        // Readers that wait on the semaphore need no barrier, mapped memory or not.
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: local), ClosingBarrier.none)
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: mapped, readers: .semaphoreWaiters), ClosingBarrier.none)
+        XCTAssertEqual(ring.closingBarrier(for: .fromSlots, buffer: local), ClosingBarrier.none)
+        // Any reader: lavapipe's memory is all host-visible, so the device buffer there is mapped memory too.
         let localMapped = local.memoryType.has(VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
-        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: local), localMapped ? .full : .copyToDevice)
-        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: mapped), .full)
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: local, readers: .any), localMapped ? .full : .copyToDevice)
+        XCTAssertEqual(StagingRing.closing(for: .fromSlots, buffer: mapped, readers: .any), .full)
+        ring.receiveReaders = .any
+        XCTAssertEqual(ring.closingBarrier(for: .fromSlots, buffer: mapped), .full)
+        ring.closing = .copyToDevice
+        XCTAssertEqual(ring.closingBarrier(for: .fromSlots, buffer: mapped), .copyToDevice, "a named barrier wins")
+        ring.closing = nil
+        ring.receiveReaders = .semaphoreWaiters
         let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
         for (round, length) in [UInt64(256), chunk * 4, 1024, chunk * 3 + 512].enumerated() {
             XCTAssertTrue(ring.queue(forLength: length) === device.queue(device.copyRole(forBytes: min(chunk, length))))
@@ -153,11 +180,47 @@ final class StagingRingTests: ValidatedVulkanTestCase {
                 }
             }
             try ring.finish(timeout: .seconds(30))
-            try runner.copy(from: local, to: back)
+            try runner.submit(waitingFor: ring.completion) { (r) throws(VulkanError) in try r.copy(from: local, to: back) }
+            try runner.waitForCompletion()
             let got = back.words
             XCTAssertEqual(Set(got.prefix(Int(length / 4))), [value + 1], "receive round \(round)")
             XCTAssertEqual(Set(got.dropFirst(Int(length / 4))).subtracting([0]), [], "receive round \(round): past the end")
         }
+    }
+
+    /// `completion` is the value a reader waits for: the transfer's last chunk while it runs, the
+    /// counter's standing after `finish`; GPU work waiting for a value past it does not start
+    /// until the counter gets there, and then reads what the chunks copied in.
+    func testCompletionIsWhatAReaderWaitsFor() throws {
+        let device = try makeLavapipeDevice()
+        let runner = try GPUCommandRunner(device: device)
+        let chunk: UInt64 = 4096
+        let ring = try StagingRing(device: device, slots: try slots(device, 2, chunk), chunkSize: chunk)
+        let local = try DeviceBuffer(device: device, size: chunk * 3, hostVisible: false)
+        XCTAssertEqual(ring.completion.value, 0)
+        XCTAssertTrue(ring.completion.semaphore === ring.copied)
+        let chunks = try ring.begin(.fromSlots, buffer: local, length: local.size)
+        XCTAssertEqual(ring.completion.value, 3, "three chunks from 0")
+        for k in 0..<chunks {
+            ring.slot(ofChunk: k).bytes!.bindMemory(to: UInt32.self).update(repeating: 0xFEED_0000 + UInt32(k))
+            try ring.release(k)
+            try ring.waitCopied(k, timeout: .seconds(30))
+        }
+        try ring.finish(timeout: .seconds(30))
+        XCTAssertEqual(ring.completion.value, 3)
+        let back = try DeviceBuffer(device: device, size: local.size, hostVisible: true)
+        back.bytes!.bindMemory(to: UInt32.self).update(repeating: 0)
+        // A reader waiting one value further: held until the counter gets there.
+        try runner.submit(waitingFor: (ring.copied, ring.completion.value + 1)) { (r) throws(VulkanError) in
+            try r.copy(from: local, to: back)
+        }
+        usleep(200_000)
+        XCTAssertFalse(try runner.isIdle, "the copy waits for a value nothing signalled yet")
+        XCTAssertEqual(Set(back.words), [0])
+        try ring.copied.signal(ring.completion.value + 1)  // The ring is not used again.
+        try runner.waitForCompletion(timeout: .seconds(30))
+        let got = back.words
+        for k in 0..<3 { XCTAssertEqual(Set(got[(k * 1024)..<((k + 1) * 1024)]), [0xFEED_0000 + UInt32(k)], "chunk \(k)") }
     }
 
     /// More chunks than the ring keeps recordings for: command buffers are recorded again only
