@@ -54,7 +54,8 @@ public final class StagedPipeline {
                 regions.append(region)
             }
             ring = try StagingRing(device: device, slots: buffers, chunkSize: UInt64(chunk))
-            // `read` returns with the bytes in place for any reader unless told otherwise.
+            // `read` returns with the bytes in place for any reader unless told otherwise (the
+            // ring's default, named here because `read`'s contract depends on it).
             ring.receiveReaders = .any
         } catch let error as TransferError {
             throw error

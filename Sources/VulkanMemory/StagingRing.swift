@@ -19,13 +19,13 @@ import CVulkan
 /// copy is submitted only once its release is made (`receiveSubmission`), so it waits for
 /// nothing on the GPU and the host signals nothing.
 ///
-/// Who may read what a receiving transfer copied in (`receiveReaders`): by default only GPU work
-/// whose submission waits on `copied` for the transfer's `completion` value. The receiving copies
-/// then end with no barrier: a semaphore signal's first access scope holds every memory access the
-/// device made before it, and a wait's second access scope every access after it (the Vulkan
+/// Who may read what a receiving transfer copied in (`receiveReaders`): by default any reader
+/// (each receiving chunk ends with a barrier: later work on the ring's queue may read without
+/// waiting, the host where it maps the buffer). A caller whose every reader is GPU work that waits
+/// on `copied` for the transfer's `completion` value sets `.semaphoreWaiters`, and the receiving
+/// copies end with no barrier: a semaphore signal's first access scope holds every memory access
+/// the device made before it, and a wait's second access scope every access after it (the Vulkan
 /// spec's semaphore signal and wait operations), so the waiting work sees the bytes on any queue.
-/// Work that reads without that wait (later work on the ring's queue, or the host where it maps
-/// the buffer) needs `receiveReaders = .any`: each receiving chunk then ends with a barrier.
 /// Sending chunks always end with the copy-to-host barrier the NIC's reads of host memory need.
 ///
 /// Each transfer's copies go to the device's queue for copies of its largest chunk
@@ -80,8 +80,9 @@ public final class StagingRing {
         /// Work on another queue needs the semaphore wait in any case.
         case any
     }
-    /// Applies to recordings made after it is set; `.semaphoreWaiters` by default.
-    public var receiveReaders = ReceiveReaders.semaphoreWaiters {
+    /// Applies to recordings made after it is set; `.any` by default (the safe choice: a reader
+    /// that does not wait still sees the bytes), `.semaphoreWaiters` where every reader waits.
+    public var receiveReaders = ReceiveReaders.any {
         didSet { if receiveReaders != oldValue { invalidateRecordings() } }
     }
 
@@ -232,7 +233,7 @@ public final class StagingRing {
     /// `fromSlots` none when every reader waits on the semaphore, else `.copyToDevice`, or `.full`
     /// where the device buffer is host-visible (the host may read it).
     public static func closing(for direction: Direction, buffer: DeviceBuffer,
-                               readers: ReceiveReaders = .semaphoreWaiters) -> ClosingBarrier {
+                               readers: ReceiveReaders = .any) -> ClosingBarrier {
         switch direction {
         case .toSlots: return .copyToHost
         case .fromSlots:

@@ -581,7 +581,10 @@ struct Bench {
         }
         let ring = try StagingRing(device: device, slots: slots, chunkSize: slotSize, hostWait: hostWait)
         if let r = command.receiveSubmission.flatMap(StagingRing.ReceiveSubmission.init(rawValue:)) { ring.receiveSubmission = r }
-        // The ring's own choice by direction unless --closing-barrier names one.
+        // Every reader of a received transfer here is the check's copy back, which waits on the
+        // ring's semaphore: no barrier after receiving chunks. The ring's own choice by direction
+        // otherwise, unless --closing-barrier names one.
+        ring.receiveReaders = .semaphoreWaiters
         if let closingOverride { ring.closing = closingOverride }
         var results: [GPUBenchResult] = []
         for direction in command.directionList {
