@@ -61,6 +61,14 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+/* Transfer writes made visible to the next accesses named (a global memory barrier). */
+static void after_transfer_writes(VkCommandBuffer cb, VkAccessFlags dst_access, VkPipelineStageFlags dst_stage) {
+    VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = dst_access;
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
 static void setup(void) {
     VkApplicationInfo app = {VK_STRUCTURE_TYPE_APPLICATION_INFO};
     app.apiVersion = VK_API_VERSION_1_3;
@@ -274,10 +282,7 @@ static void record(VkCommandBuffer cb, VkBuffer src, VkBuffer dst, VkDeviceSize 
     vkCmdCopyBuffer(cb, src, dst, 1, &region);
     if (timestamps) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, qpool, 1);
     if (d2h) {
-        VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-        mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-        mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-        vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+        after_transfer_writes(cb, VK_ACCESS_HOST_READ_BIT, VK_PIPELINE_STAGE_HOST_BIT);
     }
     CHECK(vkEndCommandBuffer(cb));
 }
@@ -308,10 +313,7 @@ static void measure(const char *name, struct buf *local, struct buf *host, const
                 CHECK(vkResetCommandBuffer(fill, 0));
                 CHECK(vkBeginCommandBuffer(fill, &bi));
                 vkCmdFillBuffer(fill, local->buffer, 0, size, mark * 0x01010101u);
-                VkMemoryBarrier fb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-                fb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-                fb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
-                vkCmdPipelineBarrier(fill, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &fb, 0, NULL, 0, NULL);
+                after_transfer_writes(fill, VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
                 CHECK(vkEndCommandBuffer(fill));
                 submit_and_wait(fill);
             } else {
@@ -345,15 +347,9 @@ static void measure(const char *name, struct buf *local, struct buf *host, const
                 CHECK(vkBeginCommandBuffer(fill, &bi));
                 VkBufferCopy back[2] = {{0, 0, 4}, {size - 4, 4, 4}};
                 host->host[0] = host->host[7] = 0;
-                VkMemoryBarrier wb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-                wb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-                wb.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
-                vkCmdPipelineBarrier(fill, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &wb, 0, NULL, 0, NULL);
+                after_transfer_writes(fill, VK_ACCESS_TRANSFER_READ_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT);
                 vkCmdCopyBuffer(fill, local->buffer, host->buffer, 2, back);
-                VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-                mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-                mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-                vkCmdPipelineBarrier(fill, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+                after_transfer_writes(fill, VK_ACCESS_HOST_READ_BIT, VK_PIPELINE_STAGE_HOST_BIT);
                 CHECK(vkEndCommandBuffer(fill));
                 submit_and_wait(fill);
                 ok = host->host[0] == mark && host->host[7] == mark;
