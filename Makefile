@@ -7,7 +7,7 @@ RDMA_TESTS := .build/rdma-tests
 # The fabric suite's tests in test-loopback-all (a file of XCTest filters); empty: every test.
 SUITE_TESTS ?=
 
-.PHONY: all deps build demo test test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-frames-two-hosts test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare bench-peers clean
+.PHONY: all deps build demo test test-fabric-script test-host test-container test-fabric test-loopback-all test-two-hosts test-stream-fault test-link-flap test-frames-two-hosts test-interop test-odp test-odp-data test-loopback test-frames test-frames-100k soak soak-short lint bench-compare bench-count bench-events bench-hosts bench-frames bench-transfer bench-transfer-compare bench-peers clean
 
 # Further pieces (C API, docker recipe checks, ...) bring their own rules.
 include $(wildcard mk/*.mk)
@@ -29,13 +29,14 @@ demo: build
 	$(FABRIC) setup
 	$(FABRIC) hosts -- scripts/demo-hosts --op write --sweep -i 20 --warmup 2
 
-# Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, the
-# two-hosts runs (with a mid-stream network cut), the C API (installed, built with gcc/g++ through
-# pkg-config, run on both topologies), Examples/mpi under Open MPI across 4 hosts (test-mpi),
-# docker/Dockerfile built and run in containers, and last, in
-# one boot of the loopback fabric (test-loopback-all), the CLI's loopback, a short soak and the
-# suite's tests the host skipped for want of RDMA inside the rxe fabric, where a missing RDMA
-# device is a failure, not a skip.
+# Everything: lint, host tests (RDMA ones skip there), 60 s of fuzzing every peer input, then
+# the fabric steps in two lanes side by side (scripts/test-lanes; each line of output prefixed
+# with its lane). Lane "hosts": the two-hosts runs (with a mid-stream network cut), the C API
+# (installed, built with gcc/g++ through pkg-config, run on both topologies), Examples/mpi under
+# Open MPI across 4 hosts (test-mpi). Lane "loopback": in one boot of the loopback fabric
+# (test-loopback-all), the CLI's loopback, a short soak and the suite's tests the host skipped for
+# want of RDMA inside the rxe fabric, where a missing RDMA device is a failure, not a skip; then
+# docker/Dockerfile built and run in containers (test-container).
 # (make soak, test-asan and test-tsan take longer and run on their own.) docs/test-time.md says
 # where the time goes.
 test: build
@@ -45,12 +46,23 @@ test: build
 	@# The fabric's setup (mostly the kernels' download) runs beside the fuzzers' fixed time.
 	$(FABRIC) setup & setup=$$!; rc=0; $(MAKE) fuzz || rc=$$?; \
 	  wait $$setup || { echo "make test: scripts/fabric setup failed" >&2; rc=1; }; exit $$rc
-	$(MAKE) release
-	$(MAKE) test-two-hosts
-	$(MAKE) test-capi
-	$(MAKE) test-mpi
-	$(MAKE) test-container
-	$(MAKE) test-loopback-all SUITE_TESTS=$(RDMA_TESTS)
+	@# Every build the fabric steps use is made, and the container runtime installed, before they
+	@# split into two lanes side by side (the guests run .build's binaries, which a build under a
+	@# running guest would change; apt takes a lock).
+	$(MAKE) release capi vulkan-layer
+	scripts/container-setup
+	scripts/test-lanes \
+	  loopback '$(MAKE) --no-print-directory test-loopback-all SUITE_TESTS=$(RDMA_TESTS) && \
+	    $(MAKE) --no-print-directory test-container' \
+	  hosts '$(MAKE) --no-print-directory test-fabric-script && \
+	    $(MAKE) --no-print-directory test-two-hosts && $(MAKE) --no-print-directory test-capi && \
+	    $(MAKE) --no-print-directory test-mpi'
+
+# scripts/fabric's bad input (status 2, no boot) and a guest that dies while booting (booted once
+# more, then status 125, nothing left running): scripts/fabric-check.
+test-fabric-script:
+	$(FABRIC) setup
+	scripts/fabric-check
 
 # test-loopback, soak-short and test-fabric, each exactly as its own target runs it, one after the
 # other in one boot of the loopback fabric (scripts/loopback-checks: a line per check with its
@@ -68,16 +80,19 @@ lint:
 	  Benchmarks/peers-compare Benchmarks/peers-compare-guest \
 	  scripts/container-setup scripts/test-container scripts/frames-fabric Benchmarks/frames-compare Benchmarks/frames-compare-guest \
 	  scripts/mpi-test scripts/mpi-fabric scripts/mpi-rsh-agent scripts/mpi-rank \
-	  Benchmarks/results/nvidia-h200/gpuspeed-run5/run.sh Benchmarks/results/nvidia-h200/gpuspeed-run5/run-final.sh
+	  Benchmarks/results/nvidia-h200/gpuspeed-run5/run.sh Benchmarks/results/nvidia-h200/gpuspeed-run5/run-final.sh \
+	  scripts/test-lanes scripts/fabric-check
 	@echo "lint: shellcheck clean"
+	scripts/test-lanes --check
 	scripts/check-docker
 
 # The host tier; its log names the tests skipped for want of an RDMA device, and
-# scripts/rdma-test-list writes them to $(RDMA_TESTS): test-loopback-all runs only those in the
-# fabric (the rest passed here with the same build). Alone, test-loopback-all runs them all.
+# scripts/rdma-test-list writes them to $(RDMA_TESTS), less $(ODP_ONLY_TESTS): test-loopback-all
+# runs only those in the fabric (the rest passed here with the same build). Alone,
+# test-loopback-all runs them all.
 test-host:
 	set -o pipefail; $(SWIFT) test --skip-build 2>&1 | tee .build/test-host.log
-	scripts/rdma-test-list .build/test-host.log $(RDMA_TESTS)
+	scripts/rdma-test-list .build/test-host.log $(RDMA_TESTS) $(ODP_ONLY_TESTS)
 
 # In one boot of the hosts topology (scripts/hosts-checks): host memory (exchange, ping-pong)
 # between two hosts, then the link faults (test-stream-fault, test-link-flap), then the frame
@@ -127,6 +142,10 @@ test-interop: release
 # code: exit 3 means exactly that kernel defect), then the XCTest that says where the bytes went.
 ODP_TESTS := VerbsTests.OnDemandPagingTests/testCapabilitiesMatchWhatRegistrationDoes,VerbsTests.OnDemandPagingTests/testLargeRegionRegisteredWithoutPinning,VulkanMemoryTests.OnDemandRegistrationTests
 ODP_REPRO := .build/odp/odp-repro
+# The suite's tests that need on-demand paging and so skip on Debian 12's 6.1, the loopback fabric's
+# kernel: test-host leaves them out of $(RDMA_TESTS). The first runs on 7.3 in test-two-hosts (the
+# hosts boot's odp step), the second is test-odp-data's (a 7.3.4 defect, not in make test).
+ODP_ONLY_TESTS := VerbsTests.OnDemandPagingTests/testLargeRegionRegisteredWithoutPinning,VerbsTests.OnDemandPagingTests/testRDMAWriteAndReadIntoOnDemandRegion
 test-odp:
 	VKVERBS_REQUIRE_RDMA=1 VKVERBS_EXPECT_ODP=1 $(FABRIC) run --kernel backports -- $(TEST_BINARY) $(ODP_TESTS)
 
