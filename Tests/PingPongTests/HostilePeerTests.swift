@@ -49,7 +49,9 @@ final class HostilePeerTests: RDMATestCase {
     private func rawConnect(port: UInt16, privateData: [UInt8]) throws(VerbsError) -> Connection {
         let route = try ResolvedRoute.resolve(host: env.address, port: port, timeout: .seconds(10))
         let context = route.context
-        let cq = try CompletionQueue(context: context, capacity: 16)
+        // With a channel: the tests wait on it in event mode, which sleeps on the channel when the
+        // completion is not there yet at the first poll.
+        let cq = try CompletionQueue(context: context, capacity: 16, channel: try CompletionChannel(context: context))
         let prepared = try route.prepare(pd: try ProtectionDomain(context: context), sendCQ: cq, receiveCQ: cq,
                                          capabilities: QueuePairCapabilities(maxSendRequests: 8, maxReceiveRequests: 8))
         return try prepared.connect(privateData: privateData, timeout: .seconds(10))
